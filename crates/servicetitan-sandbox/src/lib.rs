@@ -1,0 +1,33 @@
+//! A local ServiceTitan: the OAuth token endpoint, the tenant API for a core set of resources
+//! (customers, locations, jobs, invoices, employees, technicians, business units) and the
+//! reporting API, with the real service's rate limits, error shapes and paging, plus fault
+//! injection and a stats endpoint so that tests can assert what reached the server.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), servicetitan_sandbox::SandboxError> {
+//! use servicetitan_sandbox::{Fault, Sandbox, SandboxConfig};
+//! let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+//! let tenant = &sandbox.tenants()[0]; // 1001, cid.sandbox.1001, cs1.sandbox-secret-1001
+//! sandbox.add_fault(Fault { route: "crm/*".into(), status: Some(503), count: 2, ..Fault::default() });
+//! # let _ = tenant;
+//! # Ok(()) }
+//! ```
+
+pub mod catalogue;
+mod config;
+mod data;
+mod faults;
+mod http;
+mod limits;
+mod reports;
+mod server;
+mod stats;
+mod tokens;
+mod util;
+
+pub use config::{LimitConfig, SandboxConfig, TenantConfig, WindowMode, DEMO_APP_KEY};
+pub use data::implemented_operations;
+pub use faults::Fault;
+pub use limits::LimitStats;
+pub use server::{BackgroundSandbox, Sandbox, SandboxError};
+pub use stats::StatsSnapshot;

@@ -1,0 +1,1 @@
+//! The ServiceTitan API engine (in progress).

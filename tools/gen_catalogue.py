@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Generate crates/servicetitan-sandbox/catalogue.json from the official OpenAPI specs.
+
+The catalogue is the sandbox's compact view of the ServiceTitan API: every operation
+(module, method, full path template, parameters, request body and JSON response schemas)
+plus the component schemas those operations reach. Schemas keep only the keywords that
+validation and example generation need, so no descriptive text from the specs is carried
+over, and the output stays small enough to embed in the sandbox binary.
+
+Usage (from the repository root):
+    python3 tools/gen_catalogue.py            # regenerate
+    python3 tools/gen_catalogue.py --check    # exit 1 if the committed file is stale
+
+Standard library only, deterministic output: the same specs always give the same bytes.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+from urllib.parse import urlparse
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_SPECS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "openapi")
+DEFAULT_OUT = os.path.join(REPO_ROOT, "crates", "servicetitan-sandbox", "catalogue.json")
+
+# Where the specs were taken from (see shared/openapi/README.md); recorded so a reader of
+# the catalogue can trace every fact back to a pinned upstream revision.
+SOURCE = {
+    "repository": "archdotdev/tap-service-titan",
+    "commit": "0001e257eb9257866a0f845a82299edf8faa1eec",
+}
+
+# Keywords that carry validation meaning. Everything else (description, title, example,
+# x-*, deprecated, default, pattern, maxProperties...) is dropped: prose must not be copied,
+# and the Rust validator does not implement the remaining keywords anyway.
+KEEP_SCALAR = {
+    "type", "format", "nullable", "required", "enum",
+    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
+}
+REF_PREFIX = "#/components/schemas/"
+METHOD_ORDER = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
+
+
+def strip_schema(schema, module):
+    """Return a copy of `schema` with only the validation keywords, refs rewritten."""
+    if isinstance(schema, bool):
+        return schema
+    if not isinstance(schema, dict):
+        raise ValueError("schema is not an object: %r" % (schema,))
+    out = {}
+    for key, value in schema.items():
+        if key == "$ref":
+            if not value.startswith(REF_PREFIX):
+                raise ValueError("unsupported $ref %r in module %s" % (value, module))
+            out[key] = module + ":" + value[len(REF_PREFIX):]
+        elif key == "properties":
+            out[key] = {name: strip_schema(sub, module) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = strip_schema(value, module)
+        elif key in ("oneOf", "anyOf", "allOf"):
+            out[key] = [strip_schema(sub, module) for sub in value]
+        elif key in KEEP_SCALAR:
+            out[key] = value
+    return out
+
+
+def refs_in(schema, found):
+    """Collect every rewritten $ref ("module:Name") inside a stripped schema."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "$ref":
+                found.add(value)
+            elif key == "properties":
+                for sub in value.values():
+                    refs_in(sub, found)
+            elif key in ("items", "additionalProperties"):
+                refs_in(value, found)
+            elif key in ("oneOf", "anyOf", "allOf"):
+                for sub in value:
+                    refs_in(sub, found)
+    return found
+
+
+def param_type(schema, components):
+    """The JSON type of a parameter, looking through a $ref or a one-element oneOf wrapper."""
+    seen = 0
+    while isinstance(schema, dict) and seen < 8:
+        if "type" in schema:
+            return schema["type"]
+        if "$ref" in schema:
+            schema = components.get(schema["$ref"][len(REF_PREFIX):])
+        elif schema.get("oneOf") and len(schema["oneOf"]) == 1:
+            schema = schema["oneOf"][0]
+        else:
+            return None
+        seen += 1
+    return None
+
+
+def json_schema_of(content):
+    """The application/json schema of a request or response `content` map, or None."""
+    media = (content or {}).get("application/json")
+    if media is None or "schema" not in media:
+        return None
+    return media["schema"]
+
+
+def load_module(path):
+    with open(path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    server_path = urlparse(spec["servers"][0]["url"]).path.strip("/")
+    if not server_path:
+        raise ValueError("%s: servers[0].url has no path" % path)
+    module = server_path.split("/")[0]
+    return spec, module, server_path
+
+
+def build(specs_dir):
+    files = sorted(f for f in os.listdir(specs_dir) if f.endswith(".json"))
+    if not files:
+        raise SystemExit("no *.json specs in %s" % specs_dir)
+
+    modules = {}
+    operations = []
+    all_schemas = {}
+    for name in files:
+        spec, module, server_path = load_module(os.path.join(specs_dir, name))
+        if module in modules:
+            raise SystemExit("module %s appears in %s and %s" % (module, modules[module]["spec"], name))
+        modules[module] = {"spec": name}
+        components = spec.get("components", {}).get("schemas", {})
+        for schema_name, schema in components.items():
+            all_schemas[module + ":" + schema_name] = strip_schema(schema, module)
+
+        for spec_path, item in spec["paths"].items():
+            if "parameters" in item:
+                # None of the pinned specs use path-level parameters; fail loudly rather
+                # than silently dropping them if a future spec does.
+                raise SystemExit("%s %s: path-level parameters are not supported" % (name, spec_path))
+            for method, op in item.items():
+                if method not in METHOD_ORDER:
+                    continue
+                params = []
+                for prm in op.get("parameters", []):
+                    if "$ref" in prm:
+                        raise SystemExit("%s %s: parameter $ref is not supported" % (name, spec_path))
+                    schema = prm.get("schema", {})
+                    params.append({
+                        "name": prm["name"],
+                        "in": prm["in"],
+                        "type": param_type(schema, components),
+                        # OpenAPI: path parameters are always required.
+                        "required": bool(prm.get("required", False)) or prm["in"] == "path",
+                        "schema": strip_schema(schema, module),
+                    })
+                body = json_schema_of(op.get("requestBody", {}).get("content"))
+                responses = {}
+                for code, resp in op.get("responses", {}).items():
+                    schema = json_schema_of(resp.get("content"))
+                    responses[code] = None if schema is None else strip_schema(schema, module)
+                operations.append({
+                    "id": op.get("operationId"),
+                    "module": module,
+                    "method": method.upper(),
+                    "path": server_path + "/" + spec_path.lstrip("/"),
+                    "params": params,
+                    "body": None if body is None else strip_schema(body, module),
+                    "responses": responses,
+                })
+
+    operations.sort(key=lambda o: (o["path"], METHOD_ORDER.index(o["method"].lower())))
+
+    # Keep only the component schemas reachable from some operation (transitively).
+    reachable = set()
+    pending = []
+    for op in operations:
+        roots = [p["schema"] for p in op["params"]] + [op["body"]] + list(op["responses"].values())
+        for root in roots:
+            pending.extend(refs_in(root, set()))
+    while pending:
+        ref = pending.pop()
+        if ref in reachable:
+            continue
+        if ref not in all_schemas:
+            raise SystemExit("dangling $ref %s" % ref)
+        reachable.add(ref)
+        pending.extend(refs_in(all_schemas[ref], set()))
+    schemas = {key: all_schemas[key] for key in sorted(reachable)}
+    return {"source": SOURCE, "modules": modules, "operations": operations, "schemas": schemas}
+
+
+def render(catalogue):
+    """Compact JSON with one operation / one schema per line, so diffs stay readable."""
+    def dump(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    lines = ["{"]
+    lines.append('"modules":' + dump(catalogue["modules"]) + ",")
+    lines.append('"operations":[')
+    ops = catalogue["operations"]
+    for i, op in enumerate(ops):
+        lines.append(dump(op) + ("," if i + 1 < len(ops) else ""))
+    lines.append("],")
+    lines.append('"schemas":{')
+    items = sorted(catalogue["schemas"].items())
+    for i, (key, schema) in enumerate(items):
+        lines.append(dump(key) + ":" + dump(schema) + ("," if i + 1 < len(items) else ""))
+    lines.append("},")
+    lines.append('"source":' + dump(catalogue["source"]))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--specs", default=DEFAULT_SPECS, help="directory of OpenAPI *.json specs")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="catalogue file to write (or check)")
+    parser.add_argument("--check", action="store_true",
+                        help="do not write; exit 1 if --out differs from what would be generated")
+    args = parser.parse_args(argv)
+
+    text = render(build(args.specs))
+    # Round-trip guard: the line-by-line rendering must still be one valid JSON document.
+    json.loads(text)
+
+    if args.check:
+        try:
+            with open(args.out, encoding="utf-8", newline="") as handle:
+                current = handle.read()
+        except FileNotFoundError:
+            current = None
+        if current != text:
+            print("%s is out of date with %s; run: python3 tools/gen_catalogue.py"
+                  % (os.path.relpath(args.out), os.path.relpath(args.specs)), file=sys.stderr)
+            return 1
+        print("%s is up to date" % os.path.relpath(args.out))
+        return 0
+
+    with open(args.out, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+    print("wrote %s (%d bytes)" % (os.path.relpath(args.out), len(text.encode("utf-8"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
