@@ -16,8 +16,11 @@ fn env_or(name: &str, default: usize) -> usize {
 fn main() {
     let calls = env_or("CALLS", 200_000);
     let concurrency = env_or("CONCURRENCY", 64);
-    let config =
-        SandboxConfig { rate_limit: LimitConfig::disabled(), report_limit: LimitConfig::disabled(), ..Default::default() };
+    let config = SandboxConfig {
+        rate_limit: LimitConfig::disabled(),
+        report_limit: LimitConfig::disabled(),
+        ..Default::default()
+    };
     let sandbox = BackgroundSandbox::start(config).expect("sandbox starts");
     let base = sandbox.base_url().to_string();
     let tenant = sandbox.config().tenants[0].clone();

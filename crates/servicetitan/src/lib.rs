@@ -1,1 +1,80 @@
-//! The ServiceTitan API engine (in progress).
+//! A ServiceTitan API client: tokens, rate limits, retries, paging, exports and reports done right.
+//!
+//! One engine behind the Rust, Python and Node clients. Every call takes the same path:
+//! **route** (`"crm/customers"` → `{api}/crm/v2/tenant/{tenant}/customers`) → **token**
+//! (cached per environment, client id and secret fingerprint; one fetch for all concurrent
+//! callers; refreshed ahead of expiry) → **admit** (at most N calls per tenant in any window of
+//! one period plus a jitter margin, taken right before sending; a 429 pauses every caller of
+//! the tenant) → **send** → **classify** (401: new token, resend once; 429: wait, resend;
+//! 5xx/timeouts: resend idempotent calls with backoff) → one typed [`Error`].
+//!
+//! ```no_run
+//! use futures::TryStreamExt;
+//! use servicetitan::{Client, Environment, TenantCredentials};
+//!
+//! # async fn demo() -> servicetitan::Result<()> {
+//! let client = Client::builder()
+//!     .app_key("ak1.example")
+//!     .environment(Environment::Integration)
+//!     .build()?;
+//! let tenant = client.tenant(TenantCredentials::new(1234567, "cid.example", "cs1.example"));
+//!
+//! // One call, decoded into any `DeserializeOwned` type.
+//! let page: serde_json::Value = tenant.get("crm/customers").query(&[("page", 1)]).send().await?;
+//!
+//! // Every record of a list, the next page fetched while this one is consumed.
+//! let mut customers = tenant
+//!     .paginate::<serde_json::Value>("crm/customers")
+//!     .page_size(500)
+//!     .active_any()
+//!     .into_stream();
+//! while let Some(customer) = customers.try_next().await? { /* … */ }
+//!
+//! // An export feed with a checkpoint to resume from.
+//! let mut feed = tenant.export::<serde_json::Value>("crm/customers").into_stream();
+//! while let Some(record) = feed.try_next().await? { /* … */ }
+//! let checkpoint = feed.continue_from().map(str::to_owned);
+//!
+//! // A report, rows named by its fields, under the per-report limiter.
+//! let rows = tenant.report("operations", 175).parameter("From", "2026-01-01").records().await?;
+//!
+//! println!("{:?}", client.stats());
+//! # Ok(()) }
+//! ```
+//!
+//! Settings come from builder arguments, else environment variables, else defaults: see
+//! [`config`]. Secrets never appear in `Debug`, `Display`, logs or errors.
+//!
+//! Observability: each call runs in a `servicetitan.request` span (method, route template,
+//! tenant, status, attempts, limiter wait), each attempt in a `servicetitan.attempt` span,
+//! each token fetch in `servicetitan.token`; counters are in [`Client::stats`].
+
+#![warn(missing_docs)]
+
+pub mod auth;
+mod client;
+pub mod clock;
+pub mod config;
+mod error;
+pub mod limit;
+mod paging;
+mod reports;
+mod request;
+pub mod retry;
+mod route;
+mod tenant;
+
+pub(crate) use client::Counters;
+
+pub use bytes::Bytes;
+pub use client::{Client, Stats};
+pub use config::{ClientBuilder, Config, Environment, Secret, TenantCredentials, Timeouts};
+pub use error::{Error, ErrorCode, Result};
+pub use paging::{Export, ExportPage, ExportStream, Page, PageStream, Paginate, RawPage, RecordStream};
+pub use reports::{
+    Record, ReportCategory, ReportField, ReportMetadata, ReportPage, ReportParameter, ReportQuery, ReportSummary,
+};
+pub use request::RequestBuilder;
+pub use reqwest::Method;
+pub use route::KNOWN_MODULES;
+pub use tenant::Tenant;

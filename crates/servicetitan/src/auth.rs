@@ -1,0 +1,624 @@
+//! OAuth client credentials: the token exchange and the token cache (one fetch shared by all concurrent callers, refreshed ahead of expiry, invalidated only by a 401 on the token that was sent).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use hmac::{Hmac, Mac};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use sha2::Sha256;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::config::{Config, Environment, Secret, TenantCredentials, Timeouts};
+use crate::error::{Error, ErrorCode, Result};
+use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::Counters;
+
+/// What a token is cached under: the token endpoint (so environments never mix), the client
+/// id, and a keyed hash of the secret (so a wrong secret never rides on a token a right one
+/// fetched, and the secret itself is never a key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    /// The token endpoint URL.
+    pub environment: String,
+    /// The client id.
+    pub client_id: String,
+    /// HMAC-SHA256 of the client secret keyed with the app key, hex, 128 bits.
+    pub secret_fingerprint: String,
+}
+
+/// A cached access token and its schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedToken {
+    /// The bearer token.
+    pub access_token: Secret,
+    /// When the server stops accepting it.
+    pub expires_at: SystemTime,
+    /// From here on one caller fetches a replacement in the background while others keep
+    /// using this token (lifetime-proportional margin, with jitter).
+    pub refresh_at: SystemTime,
+    /// From here on callers wait for the replacement rather than send a token that may
+    /// expire in flight.
+    pub stale_at: SystemTime,
+}
+
+impl CachedToken {
+    /// Schedules a token of `lifetime` obtained at `issued_at` (taken when the request
+    /// was sent, so the schedule errs early).
+    ///
+    /// The refresh margin is `max(10% of lifetime, min(lifetime / 3, 30 s))`: about 90 s for
+    /// ServiceTitan's 900 s tokens, 1 s for a 3 s token, so short tokens are renewed before
+    /// a call can carry them past expiry. Up to half a margin of jitter spreads the
+    /// refreshes of many processes.
+    pub fn schedule(access_token: Secret, issued_at: SystemTime, lifetime: Duration) -> Self {
+        let margin = (lifetime / 10).max((lifetime / 3).min(Duration::from_secs(30)));
+        let jitter = (margin / 2).mul_f64(fastrand::f64());
+        let expires_at = issued_at + lifetime;
+        CachedToken {
+            access_token,
+            expires_at,
+            refresh_at: expires_at - margin - jitter,
+            stale_at: expires_at - margin / 2,
+        }
+    }
+
+    /// Whether it can still be sent at `now`.
+    pub fn is_usable(&self, now: SystemTime) -> bool {
+        now < self.stale_at
+    }
+}
+
+/// Where tokens are kept between calls. The default keeps them in memory; a shared store
+/// (Redis) lets many processes share one token per credential.
+///
+/// A store holds access tokens: keep it as private as the client secrets.
+///
+/// ```
+/// use futures::future::BoxFuture;
+/// use servicetitan::auth::{CachedToken, MemoryTokenStore, TokenKey, TokenStore};
+/// use servicetitan::Secret;
+/// use std::sync::Arc;
+///
+/// /// Counts the tokens stored, keeping them in memory.
+/// #[derive(Debug, Default)]
+/// struct Counting(MemoryTokenStore, std::sync::atomic::AtomicUsize);
+///
+/// impl TokenStore for Counting {
+///     fn get<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, servicetitan::Result<Option<CachedToken>>> {
+///         self.0.get(key)
+///     }
+///     fn put<'a>(&'a self, key: &'a TokenKey, token: &'a CachedToken) -> BoxFuture<'a, servicetitan::Result<()>> {
+///         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         self.0.put(key, token)
+///     }
+///     fn remove_if<'a>(&'a self, key: &'a TokenKey, token: &'a Secret) -> BoxFuture<'a, servicetitan::Result<()>> {
+///         self.0.remove_if(key, token)
+///     }
+/// }
+///
+/// let client = servicetitan::Client::builder()
+///     .app_key("ak1.example")
+///     .token_store(Arc::new(Counting::default()))
+///     .build();
+/// ```
+pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
+    /// The token cached under `key`, if any.
+    fn get<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, Result<Option<CachedToken>>>;
+    /// Caches `token` under `key`, replacing any other.
+    fn put<'a>(&'a self, key: &'a TokenKey, token: &'a CachedToken) -> BoxFuture<'a, Result<()>>;
+    /// Removes the token under `key` only if it is `access_token` (a 401 on an old token must
+    /// not throw away the new one another caller just fetched).
+    fn remove_if<'a>(&'a self, key: &'a TokenKey, access_token: &'a Secret) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The default [`TokenStore`]: a map in this process.
+#[derive(Debug, Default)]
+pub struct MemoryTokenStore {
+    tokens: RwLock<HashMap<TokenKey, CachedToken>>,
+}
+
+impl MemoryTokenStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl TokenStore for MemoryTokenStore {
+    fn get<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, Result<Option<CachedToken>>> {
+        let token = self.tokens.read().expect("token store lock").get(key).cloned();
+        Box::pin(futures::future::ready(Ok(token)))
+    }
+
+    fn put<'a>(&'a self, key: &'a TokenKey, token: &'a CachedToken) -> BoxFuture<'a, Result<()>> {
+        self.tokens.write().expect("token store lock").insert(key.clone(), token.clone());
+        Box::pin(futures::future::ready(Ok(())))
+    }
+
+    fn remove_if<'a>(&'a self, key: &'a TokenKey, access_token: &'a Secret) -> BoxFuture<'a, Result<()>> {
+        let mut tokens = self.tokens.write().expect("token store lock");
+        if tokens.get(key).is_some_and(|t| &t.access_token == access_token) {
+            tokens.remove(key);
+        }
+        Box::pin(futures::future::ready(Ok(())))
+    }
+}
+
+/// One credential pair, ready to be exchanged for tokens.
+pub(crate) struct TokenSource {
+    pub(crate) key: TokenKey,
+    client_id: String,
+    client_secret: Secret,
+    token_url: Url,
+    environment: Environment,
+}
+
+impl TokenSource {
+    pub(crate) fn new(config: &Config, creds: &TenantCredentials) -> Self {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(config.app_key.expose().as_bytes()).expect("HMAC takes keys of any length");
+        mac.update(creds.client_secret.expose().as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let secret_fingerprint = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        TokenSource {
+            key: TokenKey {
+                environment: config.token_url.to_string(),
+                client_id: creds.client_id.clone(),
+                secret_fingerprint,
+            },
+            client_id: creds.client_id.clone(),
+            client_secret: creds.client_secret.clone(),
+            token_url: config.token_url.clone(),
+            environment: config.environment.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("client_id", &self.client_id)
+            .field("environment", &self.environment.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Performs the HTTP exchange; shared by every flight.
+pub(crate) struct TokenFetcher {
+    pub(crate) http: reqwest::Client,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn TokenStore>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) counters: Arc<Counters>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct OAuthError {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+impl TokenFetcher {
+    async fn fetch_and_store(self: Arc<Self>, source: Arc<TokenSource>) -> Result<CachedToken> {
+        let span = tracing::info_span!(
+            "servicetitan.token",
+            client_id = %source.client_id,
+            environment = source.environment.name(),
+            attempts = tracing::field::Empty,
+        );
+        async move {
+            let token = self.fetch(&source).await?;
+            if let Err(e) = self.store.put(&source.key, &token).await {
+                // The token is good even if it could not be shared; the next caller fetches again.
+                tracing::warn!(error = %e, "could not store the token");
+            }
+            Ok(token)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn fetch(&self, source: &TokenSource) -> Result<CachedToken> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            tracing::Span::current().record("attempts", attempt);
+            let wait = match self.exchange(source, attempt).await {
+                Ok(token) => return Ok(token),
+                Err((error, wait)) => match wait {
+                    Some(wait) if attempt < self.retry.max_attempts => wait,
+                    _ => return Err(error),
+                },
+            };
+            tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "token request will be retried");
+            self.clock.sleep(wait).await;
+        }
+    }
+
+    /// One token request. On failure: the error, and the wait before a retry if one may help.
+    async fn exchange(
+        &self,
+        source: &TokenSource,
+        attempt: u32,
+    ) -> std::result::Result<CachedToken, (Error, Option<Duration>)> {
+        self.counters.token_fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let issued_at = self.clock.wall();
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", source.client_id.as_str()),
+            ("client_secret", source.client_secret.expose()),
+        ];
+        let url = source.token_url.as_str();
+        let backoff = || Some(self.retry.backoff(attempt.saturating_sub(1)));
+        let response = self.http.post(source.token_url.clone()).form(&form).timeout(self.timeouts.attempt).send().await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                let code = if e.is_timeout() { ErrorCode::Timeout } else { ErrorCode::Connection };
+                let error = Error::new(
+                    code,
+                    format!("could not reach the token service of the {} environment", source.environment),
+                )
+                .with_request("POST", url)
+                .with_source(e.without_url());
+                return Err((error, backoff()));
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, self.clock.wall()));
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                let code = if e.is_timeout() { ErrorCode::Timeout } else { ErrorCode::Connection };
+                let error = Error::new(code, "the token response was cut short")
+                    .with_request("POST", url)
+                    .with_source(e.without_url());
+                return Err((error, backoff()));
+            }
+        };
+        if status.is_success() {
+            let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+                (
+                    Error::new(ErrorCode::Decode, "the token response is not the JSON expected")
+                        .with_request("POST", url)
+                        .with_status(status.as_u16())
+                        .with_source(e),
+                    None,
+                )
+            })?;
+            let lifetime = parsed
+                .expires_in
+                .as_ref()
+                .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or(Duration::from_secs(900));
+            return Ok(CachedToken::schedule(Secret::new(parsed.access_token), issued_at, lifetime));
+        }
+        let oauth: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after.unwrap_or_else(|| self.retry.backoff(attempt));
+            let error = Error::new(ErrorCode::RateLimited, "the token service is throttling token requests")
+                .with_request("POST", url)
+                .with_status(429)
+                .with_retry_after(Some(wait));
+            return Err((error, (wait <= self.max_retry_after).then_some(wait)));
+        }
+        if status.is_server_error() {
+            let error = Error::new(ErrorCode::Server, format!("the token service failed ({status})"))
+                .with_request("POST", url)
+                .with_status(status.as_u16())
+                .with_title(oauth.error_description);
+            return Err((error, backoff()));
+        }
+        let what = match (&oauth.error, &oauth.error_description) {
+            (Some(e), Some(d)) => format!("{e}: {d}"),
+            (Some(e), None) => e.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => format!("HTTP {status}"),
+        };
+        let message = format!(
+            "the token service of the {} environment refused client id {:?} ({what}). \
+             Client ids and secrets are environment specific: integration credentials do not \
+             work in production and vice versa; check the environment (ST_ENVIRONMENT) and \
+             the tenant's client id and secret",
+            source.environment, source.client_id
+        );
+        Err((
+            Error::new(ErrorCode::Authentication, message)
+                .with_request("POST", url)
+                .with_status(status.as_u16())
+                .with_title(oauth.error_description.or(oauth.error)),
+            None,
+        ))
+    }
+}
+
+type Flight = Shared<BoxFuture<'static, Result<CachedToken>>>;
+
+struct FlightEntry {
+    flight: Flight,
+    started: SystemTime,
+}
+
+/// Tokens per [`TokenKey`]: cached, fetched once for all concurrent callers, refreshed ahead.
+pub(crate) struct TokenCache {
+    fetcher: Arc<TokenFetcher>,
+    // The last fetch per key, running or finished. Keeping a finished one lets a caller that
+    // looked at the store just before the fetch landed reuse its result instead of fetching
+    // again.
+    flights: Mutex<HashMap<TokenKey, FlightEntry>>,
+}
+
+impl TokenCache {
+    pub(crate) fn new(fetcher: TokenFetcher) -> Self {
+        TokenCache { fetcher: Arc::new(fetcher), flights: Mutex::new(HashMap::new()) }
+    }
+
+    /// A token that can be sent now.
+    pub(crate) async fn get(&self, source: &Arc<TokenSource>) -> Result<CachedToken> {
+        let now = self.fetcher.clock.wall();
+        if let Some(token) = self.fetcher.store.get(&source.key).await? {
+            if now < token.refresh_at {
+                return Ok(token);
+            }
+            if token.is_usable(now) {
+                self.refresh_in_background(source, now);
+                return Ok(token);
+            }
+        }
+        self.flight(source, now, true).await
+    }
+
+    /// Forgets `sent` after the API refused it, unless a newer token already replaced it.
+    pub(crate) async fn invalidate(&self, source: &TokenSource, sent: &Secret) -> Result<()> {
+        {
+            let mut flights = self.flights.lock().expect("token flights lock");
+            let same = flights
+                .get(&source.key)
+                .is_some_and(|entry| matches!(entry.flight.peek(), Some(Ok(t)) if &t.access_token == sent));
+            if same {
+                flights.remove(&source.key);
+            }
+        }
+        self.fetcher.store.remove_if(&source.key, sent).await
+    }
+
+    fn refresh_in_background(&self, source: &Arc<TokenSource>, now: SystemTime) {
+        let flight = self.flight(source, now, false);
+        if flight.peek().is_none() {
+            // Detached so that the refresh finishes even if the caller that started it is
+            // dropped; without a runtime the next caller past `stale_at` fetches in line.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = flight.await;
+                });
+            }
+        }
+    }
+
+    /// The fetch to wait for: the one running, a finished one whose token is still fresh,
+    /// or a new one. `blocking` callers have no usable token; background refreshes do not
+    /// restart a failed fetch more than once a second.
+    fn flight(&self, source: &Arc<TokenSource>, now: SystemTime, blocking: bool) -> Flight {
+        let mut flights = self.flights.lock().expect("token flights lock");
+        if let Some(entry) = flights.get(&source.key) {
+            match entry.flight.peek() {
+                None => return entry.flight.clone(),
+                Some(Ok(token)) if now < token.refresh_at => return entry.flight.clone(),
+                Some(Err(_))
+                    if !blocking && now.duration_since(entry.started).unwrap_or_default() < Duration::from_secs(1) =>
+                {
+                    return entry.flight.clone()
+                }
+                Some(_) => {}
+            }
+        }
+        let flight = self.fetcher.clone().fetch_and_store(source.clone()).boxed().shared();
+        flights.insert(source.key.clone(), FlightEntry { flight: flight.clone(), started: now });
+        flight
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn refresh_margin_scales_with_the_lifetime() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        for _ in 0..100 {
+            let long = CachedToken::schedule(Secret::new("a"), t0, Duration::from_secs(900));
+            let early = long.expires_at.duration_since(long.refresh_at).unwrap();
+            assert!(early >= Duration::from_secs(90) && early <= Duration::from_secs(135), "{early:?}");
+            assert_eq!(long.expires_at.duration_since(long.stale_at).unwrap(), Duration::from_secs(45));
+
+            let short = CachedToken::schedule(Secret::new("a"), t0, Duration::from_secs(3));
+            let early = short.expires_at.duration_since(short.refresh_at).unwrap();
+            assert!(early >= Duration::from_secs(1) && early <= Duration::from_millis(1500), "{early:?}");
+            assert!(short.is_usable(t0 + Duration::from_millis(2400)));
+            assert!(!short.is_usable(t0 + Duration::from_millis(2500)));
+        }
+    }
+
+    #[tokio::test]
+    async fn remove_if_keeps_a_newer_token() {
+        let store = MemoryTokenStore::new();
+        let key = TokenKey { environment: "e".into(), client_id: "c".into(), secret_fingerprint: "f".into() };
+        let t0 = SystemTime::now();
+        let new = CachedToken::schedule(Secret::new("new"), t0, Duration::from_secs(900));
+        store.put(&key, &new).await.unwrap();
+        store.remove_if(&key, &Secret::new("old")).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), Some(new));
+        store.remove_if(&key, &Secret::new("new")).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), None);
+    }
+
+    /// A token endpoint on loopback answering from a script of statuses (200 once the script
+    /// is used up): tokens `tok-1`, `tok-2`… of 900 s. Returns its URL and a request counter.
+    async fn token_endpoint(script: Vec<u16>) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let counter = count.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let (count, script) = (counter.clone(), script.clone());
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buffer).to_string();
+                        let Some(head_end) = text.find("\r\n\r\n") else { continue };
+                        let length: usize = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if buffer.len() < head_end + 4 + length {
+                            continue;
+                        }
+                        buffer.drain(..head_end + 4 + length);
+                        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                        let status = script.lock().unwrap().pop_front().unwrap_or(200);
+                        if status != 200 {
+                            // Slow failures, so that every caller of a test joins the fetch
+                            // before it fails (a caller arriving after a failure fetches anew).
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        let body = if status == 200 {
+                            format!(r#"{{"access_token":"tok-{n}","expires_in":900,"token_type":"Bearer"}}"#)
+                        } else {
+                            r#"{"error":"invalid_client"}"#.to_string()
+                        };
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn cache(url: &str, clock: &ManualClock) -> (TokenCache, Arc<TokenSource>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = crate::Client::builder()
+            .app_key("ak1.test")
+            .auth_url(url)
+            .api_url(url)
+            .env_lookup(|_| None)
+            .resolve()
+            .unwrap();
+        let source = Arc::new(TokenSource::new(&config, &TenantCredentials::new(1, "cid.test", "cs1.test")));
+        let cache = TokenCache::new(TokenFetcher {
+            http: reqwest::Client::new(),
+            clock: Arc::new(clock.clone()),
+            store: Arc::new(MemoryTokenStore::new()),
+            retry: config.retry,
+            timeouts: config.timeouts,
+            max_retry_after: config.max_retry_after,
+            counters: Arc::new(Counters::default()),
+        });
+        (cache, source)
+    }
+
+    async fn until_count(count: &AtomicUsize, n: usize) {
+        for _ in 0..400 {
+            if count.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the token endpoint saw {} requests, expected {n}", count.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fifteen_minute_tokens_are_renewed_ahead_in_the_background_over_simulated_time() {
+        let (url, count) = token_endpoint(vec![]).await;
+        let clock = ManualClock::new();
+        let (cache, source) = cache(&url, &clock);
+        let token = |t: CachedToken| t.access_token.expose().to_owned();
+
+        assert_eq!(token(cache.get(&source).await.unwrap()), "tok-1");
+        clock.advance(Duration::from_secs(700));
+        assert_eq!(token(cache.get(&source).await.unwrap()), "tok-1");
+        assert_eq!(count.load(Ordering::SeqCst), 1, "no refresh 200 s before expiry");
+
+        // Past the refresh point (90-135 s early) but before the stale point (45 s early): the
+        // caller keeps the current token while a replacement is fetched in the background.
+        clock.advance(Duration::from_secs(111));
+        assert_eq!(token(cache.get(&source).await.unwrap()), "tok-1");
+        until_count(&count, 2).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(token(cache.get(&source).await.unwrap()), "tok-2");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+
+        // Past the stale point of tok-2 (issued at 811 s): callers wait for a fresh one.
+        clock.advance(Duration::from_secs(860));
+        assert_eq!(token(cache.get(&source).await.unwrap()), "tok-3");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_fetch_is_shared_by_its_waiters_and_not_cached() {
+        let (url, count) = token_endpoint(vec![400]).await;
+        let clock = ManualClock::new();
+        let (cache, source) = cache(&url, &clock);
+        let results = futures::future::join_all((0..10).map(|_| cache.get(&source))).await;
+        assert!(results.iter().all(|r| r.as_ref().unwrap_err().code() == ErrorCode::Authentication));
+        assert_eq!(count.load(Ordering::SeqCst), 1, "one fetch for ten callers");
+        assert_eq!(cache.get(&source).await.unwrap().access_token.expose(), "tok-2");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_token_that_was_sent_is_invalidated() {
+        let (url, count) = token_endpoint(vec![]).await;
+        let clock = ManualClock::new();
+        let (cache, source) = cache(&url, &clock);
+        let first = cache.get(&source).await.unwrap();
+        cache.invalidate(&source, &Secret::new("tok-0")).await.unwrap();
+        assert_eq!(cache.get(&source).await.unwrap(), first);
+        cache.invalidate(&source, &first.access_token).await.unwrap();
+        assert_eq!(cache.get(&source).await.unwrap().access_token.expose(), "tok-2");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,761 @@
+//! Configuration: environments, limits, retries and timeouts; every setting from an argument, else an environment variable, else a documented default.
+//!
+//! | setting | builder method | environment variable | default |
+//! |---|---|---|---|
+//! | app key | [`ClientBuilder::app_key`] | `ST_APP_KEY` | required |
+//! | environment | [`ClientBuilder::environment`] | `ST_ENVIRONMENT` (`production`, `integration`) | `production` |
+//! | auth base URL | [`ClientBuilder::auth_url`] | `ST_AUTH_URL` | the environment's |
+//! | API base URL | [`ClientBuilder::api_url`] | `ST_API_URL` | the environment's |
+//! | calls per tenant per period | [`ClientBuilder::rate_limit`] | `ST_RATE_LIMIT_PER_SECOND` (0 = off), `ST_RATE_LIMIT_PERIOD_MS` | 60 per 1000 ms |
+//! | jitter margin added to each window | [`ClientBuilder::rate_limit_margin`] | `ST_RATE_LIMIT_MARGIN_MS` | 100 ms |
+//! | runs of one report per tenant per period | [`ClientBuilder::report_rate_limit`] | `ST_REPORT_RATE_LIMIT_PER_MINUTE` (0 = off), `ST_REPORT_RATE_LIMIT_PERIOD_SECS` | 5 per 60 s |
+//! | attempts per call | [`ClientBuilder::max_attempts`] | `ST_MAX_ATTEMPTS` | 10 |
+//! | backoff base and cap | [`ClientBuilder::backoff`] | `ST_BACKOFF_BASE_MS`, `ST_BACKOFF_MAX_MS` | 250 ms, 20 s |
+//! | total deadline per call | [`ClientBuilder::timeout`] | `ST_TIMEOUT_SECS` | 300 s |
+//! | connect timeout | [`ClientBuilder::connect_timeout`] | `ST_CONNECT_TIMEOUT_SECS` | 10 s |
+//! | timeout per attempt | [`ClientBuilder::attempt_timeout`] | `ST_ATTEMPT_TIMEOUT_SECS` | 110 s (the server gives up at ~100 s) |
+//! | longest `Retry-After` waited for | [`ClientBuilder::max_retry_after`] | `ST_MAX_RETRY_AFTER_SECS` | 120 s |
+//! | extra root certificates (PEM) | [`ClientBuilder::add_root_certificate_pem`] | `ST_CA_BUNDLE` (a file path) | none |
+//! | proxies | — | `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` | none |
+//!
+//! Tenant credentials (see [`TenantCredentials::resolve`]): `ST_TENANT_ID`, `ST_CLIENT_ID`, `ST_CLIENT_SECRET`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use crate::auth::TokenStore;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::limit::{Quota, RateLimiter};
+use crate::retry::RetryPolicy;
+
+/// A secret string (client secret, app key, access token): `Debug` and `Display` print `***`.
+///
+/// ```
+/// let secret = servicetitan::Secret::new("cs1.very-secret");
+/// assert_eq!(format!("{secret} {secret:?}"), "*** ***");
+/// assert_eq!(secret.expose(), "cs1.very-secret");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(Arc::from(value.into()))
+    }
+
+    /// The secret itself: only for sending it where it belongs (or storing it in a token store).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is empty (or only whitespace).
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret::new(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret::new(value)
+    }
+}
+
+/// Where tokens come from and calls go.
+///
+/// Credentials are environment specific: integration client ids and secrets do not work in
+/// production and vice versa. The app key works in both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Environment {
+    /// `https://auth.servicetitan.io`, `https://api.servicetitan.io`.
+    Production,
+    /// `https://auth-integration.servicetitan.io`, `https://api-integration.servicetitan.io`.
+    Integration,
+    /// Any other pair of base URLs, e.g. the local sandbox. `http://` only on loopback.
+    Custom {
+        /// Base URL of the token endpoint (`/connect/token` is appended unless present).
+        auth_url: String,
+        /// Base URL of the API.
+        api_url: String,
+    },
+}
+
+impl Environment {
+    /// Parses `production` or `integration` (case-insensitive).
+    ///
+    /// ```
+    /// use servicetitan::Environment;
+    /// assert_eq!(Environment::parse("Integration").unwrap(), Environment::Integration);
+    /// assert_eq!(Environment::parse("staging").unwrap_err().code().as_str(), "configuration");
+    /// ```
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::parse_named(name, "environment")
+    }
+
+    fn parse_named(name: &str, argument: &str) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "production" | "prod" => Ok(Environment::Production),
+            "integration" => Ok(Environment::Integration),
+            other => Err(Error::configuration(
+                argument,
+                format!(
+                    "unknown environment {other:?}: expected \"production\" or \"integration\", \
+                     or give auth_url and api_url for a custom one"
+                ),
+            )),
+        }
+    }
+
+    /// `"production"`, `"integration"` or `"custom"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Integration => "integration",
+            Environment::Custom { .. } => "custom",
+        }
+    }
+
+    fn urls(&self) -> (&str, &str) {
+        match self {
+            Environment::Production => ("https://auth.servicetitan.io", "https://api.servicetitan.io"),
+            Environment::Integration => {
+                ("https://auth-integration.servicetitan.io", "https://api-integration.servicetitan.io")
+            }
+            Environment::Custom { auth_url, api_url } => (auth_url, api_url),
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Environment::Custom { auth_url, .. } => write!(f, "custom ({auth_url})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// One tenant's credentials: tenant id, client id and client secret (environment specific).
+///
+/// Two tenants may share one pair (Enterprise Hub); they then share one token.
+///
+/// ```
+/// let creds = servicetitan::TenantCredentials::new(1234567, "cid.abc", "cs1.secret");
+/// assert!(!format!("{creds:?}").contains("cs1.secret"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct TenantCredentials {
+    pub(crate) tenant_id: i64,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Secret,
+}
+
+impl TenantCredentials {
+    /// Credentials from arguments. Checked when the tenant is made (see [`crate::Client::tenant`]).
+    pub fn new(tenant_id: i64, client_id: impl Into<String>, client_secret: impl Into<Secret>) -> Self {
+        TenantCredentials { tenant_id, client_id: client_id.into(), client_secret: client_secret.into() }
+    }
+
+    /// Credentials from `ST_TENANT_ID`, `ST_CLIENT_ID` and `ST_CLIENT_SECRET`.
+    pub fn from_env() -> Result<Self> {
+        Self::resolve(None, None, None)
+    }
+
+    /// Each value from its argument, else its environment variable (`ST_TENANT_ID`,
+    /// `ST_CLIENT_ID`, `ST_CLIENT_SECRET`); a `configuration` error names what is missing.
+    pub fn resolve(tenant_id: Option<i64>, client_id: Option<String>, client_secret: Option<String>) -> Result<Self> {
+        Self::resolve_with(tenant_id, client_id, client_secret, &|n| std::env::var(n).ok())
+    }
+
+    pub(crate) fn resolve_with(
+        tenant_id: Option<i64>,
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let tenant_id = match tenant_id {
+            Some(id) => id,
+            None => match env("ST_TENANT_ID") {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::configuration("ST_TENANT_ID", format!("{v:?} is not an integer")))?,
+                None => {
+                    return Err(Error::configuration("tenant_id", "no tenant id given and ST_TENANT_ID is not set"))
+                }
+            },
+        };
+        let client_id = client_id
+            .or_else(|| env("ST_CLIENT_ID"))
+            .ok_or_else(|| Error::configuration("client_id", "no client id given and ST_CLIENT_ID is not set"))?;
+        let client_secret = client_secret.or_else(|| env("ST_CLIENT_SECRET")).ok_or_else(|| {
+            Error::configuration("client_secret", "no client secret given and ST_CLIENT_SECRET is not set")
+        })?;
+        let creds = TenantCredentials::new(tenant_id, client_id, client_secret);
+        creds.validate()?;
+        Ok(creds)
+    }
+
+    /// The tenant id.
+    pub fn tenant_id(&self) -> i64 {
+        self.tenant_id
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.tenant_id <= 0 {
+            return Err(Error::configuration(
+                "tenant_id",
+                format!("tenant ids are positive integers, got {}", self.tenant_id),
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(Error::configuration("client_id", "the client id is empty"));
+        }
+        if self.client_secret.is_blank() {
+            return Err(Error::configuration("client_secret", "the client secret is empty"));
+        }
+        Ok(())
+    }
+}
+
+/// Timeouts applied to every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a connection (`ST_CONNECT_TIMEOUT_SECS`, default 10 s).
+    pub connect: Duration,
+    /// One attempt, from sending to the end of the body (`ST_ATTEMPT_TIMEOUT_SECS`, default 110 s).
+    pub attempt: Duration,
+    /// A whole call, with its token fetch, limiter waits, retries and backoff (`ST_TIMEOUT_SECS`, default 300 s).
+    pub total: Duration,
+}
+
+/// The resolved settings of a client. Printing it never shows a secret.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) app_key: Secret,
+    pub(crate) environment: Environment,
+    pub(crate) token_url: Url,
+    pub(crate) api_url: String,
+    pub(crate) rate_limit: Option<Quota>,
+    pub(crate) report_rate_limit: Option<Quota>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) user_agent: String,
+}
+
+impl Config {
+    /// The environment in use.
+    pub fn environment(&self) -> &Environment {
+        &self.environment
+    }
+    /// The token endpoint.
+    pub fn token_url(&self) -> &str {
+        self.token_url.as_str()
+    }
+    /// The API base URL, without a trailing slash.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+    /// The per-tenant limit, `None` when off.
+    pub fn rate_limit(&self) -> Option<Quota> {
+        self.rate_limit
+    }
+    /// The per-report limit, `None` when off.
+    pub fn report_rate_limit(&self) -> Option<Quota> {
+        self.report_rate_limit
+    }
+    /// Retry settings.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+    /// Timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+    /// Whether both endpoints are on this machine (the sandbox): no proxy is used for them.
+    pub fn is_local(&self) -> bool {
+        is_loopback(&self.token_url) && Url::parse(&self.api_url).is_ok_and(|u| is_loopback(&u))
+    }
+    /// The `User-Agent` sent.
+    pub fn user_agent(&self) -> &str {
+        &self.user_agent
+    }
+}
+
+pub(crate) type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Builds a [`crate::Client`]: every setting from its method, else its environment variable,
+/// else its default (see the [module docs](self) for the table).
+///
+/// ```no_run
+/// use servicetitan::{Client, Environment};
+/// use std::time::Duration;
+///
+/// let client = Client::builder()
+///     .app_key("ak1.example")
+///     .environment(Environment::Integration)
+///     .rate_limit(60, Duration::from_secs(1))
+///     .timeout(Duration::from_secs(120))
+///     .build()?;
+/// # Ok::<(), servicetitan::Error>(())
+/// ```
+#[derive(Clone, Default)]
+#[must_use]
+pub struct ClientBuilder {
+    app_key: Option<Secret>,
+    environment: Option<Environment>,
+    environment_name: Option<String>,
+    auth_url: Option<String>,
+    api_url: Option<String>,
+    rate_limit: Option<(u32, Duration)>,
+    rate_limit_margin: Option<Duration>,
+    report_rate_limit: Option<(u32, Duration)>,
+    limits_off: bool,
+    max_attempts: Option<u32>,
+    backoff: Option<(Duration, Duration)>,
+    timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    max_retry_after: Option<Duration>,
+    root_certificates: Vec<Vec<u8>>,
+    language: Option<String>,
+    pub(crate) token_store: Option<Arc<dyn TokenStore>>,
+    pub(crate) rate_limiter: Option<Arc<dyn RateLimiter>>,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+    env: Option<EnvLookup>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("app_key", &self.app_key)
+            .field("environment", &self.environment)
+            .field("auth_url", &self.auth_url)
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// The application key (`ak1.…`), sent as `ST-App-Key`. Env: `ST_APP_KEY`. Required.
+    pub fn app_key(mut self, app_key: impl Into<Secret>) -> Self {
+        self.app_key = Some(app_key.into());
+        self
+    }
+
+    /// The environment. Env: `ST_ENVIRONMENT`. Default: production, or custom when
+    /// `auth_url`/`api_url` are given.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// The environment by name (`"production"`, `"integration"`); an unknown name is a
+    /// `configuration` error at [`build`](Self::build). For bindings that receive strings.
+    pub fn environment_name(mut self, name: impl Into<String>) -> Self {
+        self.environment_name = Some(name.into());
+        self
+    }
+
+    /// Base URL of the token service (a custom environment, e.g. the sandbox). Env: `ST_AUTH_URL`.
+    pub fn auth_url(mut self, url: impl Into<String>) -> Self {
+        self.auth_url = Some(url.into());
+        self
+    }
+
+    /// Base URL of the API (a custom environment, e.g. the sandbox). Env: `ST_API_URL`.
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = Some(url.into());
+        self
+    }
+
+    /// At most `calls` per `period` per tenant (plus the margin). `calls == 0` turns the
+    /// limiter off. Env: `ST_RATE_LIMIT_PER_SECOND`, `ST_RATE_LIMIT_PERIOD_MS`. Default 60 per second.
+    pub fn rate_limit(mut self, calls: u32, period: Duration) -> Self {
+        self.rate_limit = Some((calls, period));
+        self
+    }
+
+    /// Added to every limiter window to absorb network jitter: N calls in any window of
+    /// (period + margin). Env: `ST_RATE_LIMIT_MARGIN_MS`. Default 100 ms.
+    pub fn rate_limit_margin(mut self, margin: Duration) -> Self {
+        self.rate_limit_margin = Some(margin);
+        self
+    }
+
+    /// At most `calls` runs of one report per tenant per `period`. `calls == 0` turns it off.
+    /// Env: `ST_REPORT_RATE_LIMIT_PER_MINUTE`, `ST_REPORT_RATE_LIMIT_PERIOD_SECS`. Default 5 per minute.
+    pub fn report_rate_limit(mut self, calls: u32, period: Duration) -> Self {
+        self.report_rate_limit = Some((calls, period));
+        self
+    }
+
+    /// Turns both client-side limiters off (429 cooldowns still apply).
+    pub fn disable_rate_limits(mut self) -> Self {
+        self.limits_off = true;
+        self
+    }
+
+    /// Attempts per call, first one included (≥ 1). Env: `ST_MAX_ATTEMPTS`. Default 10.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Exponential backoff with full jitter: attempt n waits a random time in
+    /// `[0, min(cap, base × 2ⁿ)]`. Env: `ST_BACKOFF_BASE_MS`, `ST_BACKOFF_MAX_MS`. Default 250 ms, 20 s.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.backoff = Some((base, cap));
+        self
+    }
+
+    /// Total deadline of one call (token, limiter waits, attempts, backoff). Env:
+    /// `ST_TIMEOUT_SECS`. Default 300 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Connect timeout. Env: `ST_CONNECT_TIMEOUT_SECS`. Default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Timeout of one attempt. Env: `ST_ATTEMPT_TIMEOUT_SECS`. Default 110 s.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// The longest `Retry-After` the client waits for; a longer one fails the call with
+    /// `rate_limited`. Env: `ST_MAX_RETRY_AFTER_SECS`. Default 120 s.
+    pub fn max_retry_after(mut self, wait: Duration) -> Self {
+        self.max_retry_after = Some(wait);
+        self
+    }
+
+    /// Trusts extra root certificates (PEM, one or more) besides the system's. Env:
+    /// `ST_CA_BUNDLE` (path to a PEM file).
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self
+    }
+
+    /// The language named in `User-Agent: servicetitan-<language>/<version>` (default `rust`);
+    /// set by the Python and Node bindings.
+    pub fn language(mut self, language: impl Into<String>) -> Self {
+        self.language = Some(language.into());
+        self
+    }
+
+    /// Where tokens are cached (default: in memory, per client).
+    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.token_store = Some(store);
+        self
+    }
+
+    /// The rate limiter (default: in process, per client).
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.rate_limiter = Some(limiter);
+        self
+    }
+
+    /// The clock (default: [`crate::clock::SystemClock`]); tests inject a manual one.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Reads "environment variables" from this function instead of the process environment
+    /// (tests, and hosts that keep settings elsewhere).
+    pub fn env_lookup(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Some(Arc::new(lookup));
+        self
+    }
+
+    /// Checks every setting and makes the client. No request is made.
+    pub fn build(self) -> Result<crate::Client> {
+        let config = self.resolve()?;
+        crate::client::Client::from_parts(config, self)
+    }
+
+    pub(crate) fn lookup(&self) -> EnvLookup {
+        self.env.clone().unwrap_or_else(|| Arc::new(|name: &str| std::env::var(name).ok()))
+    }
+
+    pub(crate) fn root_certificates(&self, env: &EnvLookup) -> Result<Vec<reqwest::Certificate>> {
+        let mut pems = self.root_certificates.clone();
+        if let Some(path) = env("ST_CA_BUNDLE").filter(|p| !p.trim().is_empty()) {
+            let pem = std::fs::read(&path)
+                .map_err(|e| Error::configuration("ST_CA_BUNDLE", format!("cannot read {path:?}: {e}")))?;
+            pems.push(pem);
+        }
+        let mut certs = Vec::new();
+        for pem in pems {
+            let bundle = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::configuration("root_certificate", format!("not a PEM certificate: {e}")))?;
+            if bundle.is_empty() {
+                return Err(Error::configuration("root_certificate", "no certificate found in the PEM data"));
+            }
+            certs.extend(bundle);
+        }
+        Ok(certs)
+    }
+
+    pub(crate) fn resolve(&self) -> Result<Config> {
+        let env = self.lookup();
+
+        let app_key = match &self.app_key {
+            Some(k) => k.clone(),
+            None => env("ST_APP_KEY")
+                .map(Secret::new)
+                .ok_or_else(|| Error::configuration("app_key", "no app key given and ST_APP_KEY is not set"))?,
+        };
+        if app_key.is_blank() {
+            return Err(Error::configuration("app_key", "the app key is empty"));
+        }
+
+        let environment = self.resolve_environment(&env)?;
+        let (auth_base, api_base) = environment.urls();
+        let (auth_arg, api_arg) = match &environment {
+            Environment::Custom { .. } => ("auth_url", "api_url"),
+            _ => ("environment", "environment"),
+        };
+        let token_url = token_url(auth_base, auth_arg)?;
+        let api_url = parse_base_url(api_base, api_arg)?.as_str().trim_end_matches('/').to_owned();
+
+        let margin = match self.rate_limit_margin {
+            Some(m) => m,
+            None => env_millis(&env, "ST_RATE_LIMIT_MARGIN_MS")?.unwrap_or(Duration::from_millis(100)),
+        };
+        let rate_limit = match self.rate_limit {
+            Some(limit) => Some(limit),
+            None => {
+                let calls = env_parse::<u32>(&env, "ST_RATE_LIMIT_PER_SECOND")?;
+                let period = env_millis(&env, "ST_RATE_LIMIT_PERIOD_MS")?;
+                Some((calls.unwrap_or(60), period.unwrap_or(Duration::from_secs(1))))
+            }
+        };
+        let report_rate_limit = match self.report_rate_limit {
+            Some(limit) => Some(limit),
+            None => {
+                let calls = env_parse::<u32>(&env, "ST_REPORT_RATE_LIMIT_PER_MINUTE")?;
+                let period = env_secs(&env, "ST_REPORT_RATE_LIMIT_PERIOD_SECS")?;
+                Some((calls.unwrap_or(5), period.unwrap_or(Duration::from_secs(60))))
+            }
+        };
+        let quota = |limit: Option<(u32, Duration)>, argument: &str| -> Result<Option<Quota>> {
+            match limit {
+                Some((0, _)) | None => Ok(None),
+                _ if self.limits_off => Ok(None),
+                Some((calls, period)) => {
+                    if period.is_zero() {
+                        return Err(Error::configuration(argument, "the period must be positive"));
+                    }
+                    Ok(Some(Quota { calls, period, margin }))
+                }
+            }
+        };
+        let rate_limit = quota(rate_limit, "rate_limit")?;
+        let report_rate_limit = quota(report_rate_limit, "report_rate_limit")?;
+
+        let max_attempts = match self.max_attempts {
+            Some(n) => n,
+            None => env_parse::<u32>(&env, "ST_MAX_ATTEMPTS")?.unwrap_or(10),
+        };
+        if max_attempts == 0 {
+            return Err(Error::configuration("max_attempts", "at least one attempt is needed"));
+        }
+        let (base_delay, max_delay) = match self.backoff {
+            Some(b) => b,
+            None => (
+                env_millis(&env, "ST_BACKOFF_BASE_MS")?.unwrap_or(Duration::from_millis(250)),
+                env_millis(&env, "ST_BACKOFF_MAX_MS")?.unwrap_or(Duration::from_secs(20)),
+            ),
+        };
+        let retry = RetryPolicy { max_attempts, base_delay, max_delay };
+
+        let pick = |arg: Option<Duration>, var: &str, default: Duration| -> Result<Duration> {
+            let d = match arg {
+                Some(d) => d,
+                None => env_secs(&env, var)?.unwrap_or(default),
+            };
+            if d.is_zero() {
+                return Err(Error::configuration(var, "a timeout must be positive"));
+            }
+            Ok(d)
+        };
+        let timeouts = Timeouts {
+            connect: pick(self.connect_timeout, "ST_CONNECT_TIMEOUT_SECS", Duration::from_secs(10))?,
+            attempt: pick(self.attempt_timeout, "ST_ATTEMPT_TIMEOUT_SECS", Duration::from_secs(110))?,
+            total: pick(self.timeout, "ST_TIMEOUT_SECS", Duration::from_secs(300))?,
+        };
+        let max_retry_after = match self.max_retry_after {
+            Some(d) => d,
+            None => env_secs(&env, "ST_MAX_RETRY_AFTER_SECS")?.unwrap_or(Duration::from_secs(120)),
+        };
+
+        let language = self.language.as_deref().unwrap_or("rust");
+        if language.is_empty() || !language.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(Error::configuration("language", "letters, digits, '-', '_' and '.' only"));
+        }
+        let user_agent = format!("servicetitan-{language}/{}", env!("CARGO_PKG_VERSION"));
+
+        Ok(Config {
+            app_key,
+            environment,
+            token_url,
+            api_url,
+            rate_limit,
+            report_rate_limit,
+            retry,
+            timeouts,
+            max_retry_after,
+            user_agent,
+        })
+    }
+
+    fn resolve_environment(&self, env: &EnvLookup) -> Result<Environment> {
+        // Arguments win over environment variables, setting by setting; URLs make a custom
+        // environment (the sandbox), a name picks a known one.
+        let explicit = match (&self.environment, &self.environment_name) {
+            (Some(e), _) => Some(e.clone()),
+            (None, Some(name)) => Some(Environment::parse_named(name, "environment")?),
+            (None, None) => None,
+        };
+        let from_args = (self.auth_url.clone(), self.api_url.clone());
+        let urls = match (explicit.is_some(), from_args) {
+            (_, (Some(a), Some(b))) => Some((a, b)),
+            (_, (Some(_), None)) => {
+                return Err(Error::configuration(
+                    "api_url",
+                    "auth_url was given without api_url: a custom environment needs both",
+                ))
+            }
+            (_, (None, Some(_))) => {
+                return Err(Error::configuration(
+                    "auth_url",
+                    "api_url was given without auth_url: a custom environment needs both",
+                ))
+            }
+            (true, (None, None)) => None,
+            (false, (None, None)) => match (env("ST_AUTH_URL"), env("ST_API_URL")) {
+                (Some(a), Some(b)) => Some((a, b)),
+                (Some(_), None) => {
+                    return Err(Error::configuration(
+                        "ST_API_URL",
+                        "ST_AUTH_URL is set but ST_API_URL is not: a custom environment needs both",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(Error::configuration(
+                        "ST_AUTH_URL",
+                        "ST_API_URL is set but ST_AUTH_URL is not: a custom environment needs both",
+                    ))
+                }
+                (None, None) => None,
+            },
+        };
+        if let Some((auth_url, api_url)) = urls {
+            return Ok(Environment::Custom { auth_url, api_url });
+        }
+        if let Some(e) = explicit {
+            return Ok(e);
+        }
+        match env("ST_ENVIRONMENT") {
+            Some(name) if !name.trim().is_empty() => Environment::parse_named(&name, "ST_ENVIRONMENT"),
+            _ => Ok(Environment::Production),
+        }
+    }
+}
+
+fn parse_base_url(raw: &str, argument: &str) -> Result<Url> {
+    let url =
+        Url::parse(raw.trim()).map_err(|e| Error::configuration(argument, format!("{raw:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(Error::configuration(
+                argument,
+                format!("{raw:?}: plain http:// is only allowed on loopback; use https://"),
+            ))
+        }
+        other => return Err(Error::configuration(argument, format!("{raw:?}: unsupported scheme {other:?}"))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::configuration(argument, "credentials do not belong in the URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::configuration(argument, format!("{raw:?}: a base URL has no query or fragment")));
+    }
+    Ok(url)
+}
+
+fn token_url(auth_base: &str, argument: &str) -> Result<Url> {
+    let mut url = parse_base_url(auth_base, argument)?;
+    if !url.path().trim_end_matches('/').ends_with("/connect/token") {
+        let path = format!("{}/connect/token", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn env_parse<T: std::str::FromStr>(env: &EnvLookup, name: &str) -> Result<Option<T>> {
+    match env(name) {
+        Some(v) if !v.trim().is_empty() => {
+            v.trim().parse().map(Some).map_err(|_| Error::configuration(name, format!("{v:?} is not a valid number")))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn env_secs(env: &EnvLookup, name: &str) -> Result<Option<Duration>> {
+    let secs = env_parse::<f64>(env, name)?;
+    match secs {
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => Err(Error::configuration(name, "must be a non-negative number of seconds")),
+        None => Ok(None),
+    }
+}
+
+fn env_millis(env: &EnvLookup, name: &str) -> Result<Option<Duration>> {
+    Ok(env_parse::<u64>(env, name)?.map(Duration::from_millis))
+}

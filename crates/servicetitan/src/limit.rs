@@ -1,0 +1,370 @@
+//! Client-side rate limiting: at most N calls in any window of (period + margin) per key, FIFO-fair, asynchronous and cancellation-safe, plus the shared cooldown a 429 sets.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+
+/// At most `calls` in any window of `period + margin`.
+///
+/// The server counts `calls` per `period` in windows we cannot see; the calls it sees are
+/// shifted by network delay that varies from call to call. Keeping every window of
+/// `period + margin` at `calls` or fewer keeps every server window of `period` at `calls` or
+/// fewer as long as the delay varies by less than `margin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Quota {
+    /// Calls allowed per window.
+    pub calls: u32,
+    /// The server's period (1 s for the API, 1 min for reports).
+    pub period: Duration,
+    /// Added to the period to absorb jitter in network delay.
+    pub margin: Duration,
+}
+
+impl Quota {
+    /// `period + margin`.
+    pub fn window(&self) -> Duration {
+        self.period + self.margin
+    }
+}
+
+/// Grants permission to send, per key (one key per app and tenant, one per tenant and report).
+///
+/// Implementations must be fair (first come, first served), must not spin while waiting,
+/// and must take no slot for a waiter that is dropped before it is admitted. The in-process
+/// [`InProcessLimiter`] is the default; a shared one (Redis) coordinates many processes.
+///
+/// ```
+/// use futures::future::BoxFuture;
+/// use servicetitan::limit::{InProcessLimiter, Quota, RateLimiter};
+/// use std::{sync::Arc, time::Duration};
+///
+/// /// A limiter that logs each admission, then defers to the in-process one.
+/// #[derive(Debug, Default)]
+/// struct Logged(InProcessLimiter);
+///
+/// impl RateLimiter for Logged {
+///     fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, servicetitan::Result<()>> {
+///         Box::pin(async move {
+///             self.0.acquire(key, quota).await?;
+///             println!("admitted {key}");
+///             Ok(())
+///         })
+///     }
+///     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, servicetitan::Result<()>> {
+///         self.0.cool_down(key, pause)
+///     }
+/// }
+///
+/// let client = servicetitan::Client::builder()
+///     .app_key("ak1.example")
+///     .rate_limiter(Arc::new(Logged::default()))
+///     .build();
+/// ```
+pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
+    /// Waits until one more call under `key` fits `quota`, then records it. With
+    /// `quota == None` only the key's cooldown is waited for.
+    fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>>;
+
+    /// Pauses every caller of `key` for `pause` from now (a 429's `Retry-After`). Never
+    /// shortens a pause already in force.
+    fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The default limiter: a sliding log of admission times per key, in this process.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> servicetitan::Result<()> {
+/// use servicetitan::limit::{InProcessLimiter, Quota, RateLimiter};
+/// use std::time::Duration;
+///
+/// let limiter = InProcessLimiter::new();
+/// let quota = Quota { calls: 60, period: Duration::from_secs(1), margin: Duration::from_millis(100) };
+/// limiter.acquire("tenant:1234", Some(quota)).await?; // returns at once: the window is empty
+/// # Ok(()) }
+/// ```
+pub struct InProcessLimiter {
+    clock: Arc<dyn Clock>,
+    keys: Mutex<HashMap<String, Arc<KeyLimiter>>>,
+}
+
+struct KeyLimiter {
+    // tokio's Mutex queues waiters first come, first served, and drops a waiter that is
+    // cancelled: the holder is the head of the queue, the only one computing its wait.
+    turn: tokio::sync::Mutex<()>,
+    state: Mutex<KeyState>,
+}
+
+#[derive(Default)]
+struct KeyState {
+    admitted: VecDeque<Instant>,
+    cooldown_until: Option<Instant>,
+}
+
+impl KeyState {
+    fn cooldown(&mut self, now: Instant) -> Option<Instant> {
+        match self.cooldown_until {
+            Some(until) if until > now => Some(until),
+            Some(_) => {
+                self.cooldown_until = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Records the call and returns `None` if it fits, else when to look again.
+    fn try_admit(&mut self, now: Instant, quota: Quota) -> Option<Instant> {
+        if let Some(until) = self.cooldown(now) {
+            return Some(until);
+        }
+        let window = quota.window();
+        while self.admitted.front().is_some_and(|t| *t + window <= now) {
+            self.admitted.pop_front();
+        }
+        let calls = quota.calls as usize;
+        if self.admitted.len() < calls {
+            self.admitted.push_back(now);
+            None
+        } else {
+            // The slot frees when enough of the oldest admissions leave the window.
+            Some(self.admitted[self.admitted.len() - calls] + window)
+        }
+    }
+}
+
+impl InProcessLimiter {
+    /// A limiter on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// A limiter on the given clock (tests use a manual one).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        InProcessLimiter { clock, keys: Mutex::new(HashMap::new()) }
+    }
+
+    fn key(&self, key: &str) -> Arc<KeyLimiter> {
+        let mut keys = self.keys.lock().expect("limiter lock");
+        if let Some(k) = keys.get(key) {
+            return k.clone();
+        }
+        let k = Arc::new(KeyLimiter { turn: tokio::sync::Mutex::new(()), state: Mutex::new(KeyState::default()) });
+        keys.insert(key.to_owned(), k.clone());
+        k
+    }
+
+    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<()> {
+        let limiter = self.key(key);
+        let Some(quota) = quota else {
+            // No quota: only a cooldown can hold the call, and there is no slot to queue for.
+            loop {
+                let now = self.clock.now();
+                let until = limiter.state.lock().expect("limiter lock").cooldown(now);
+                match until {
+                    None => return Ok(()),
+                    Some(until) => self.clock.sleep_until(until).await,
+                }
+            }
+        };
+        let _turn = limiter.turn.lock().await;
+        loop {
+            let now = self.clock.now();
+            let next = limiter.state.lock().expect("limiter lock").try_admit(now, quota);
+            match next {
+                None => return Ok(()),
+                // Sleep to the exact moment a slot frees (or the cooldown ends), then look
+                // again: a cooldown may have been set meanwhile.
+                Some(until) => self.clock.sleep_until(until).await,
+            }
+        }
+    }
+}
+
+impl Default for InProcessLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for InProcessLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.keys.lock().map(|k| k.len()).unwrap_or(0);
+        f.debug_struct("InProcessLimiter").field("keys", &keys).finish()
+    }
+}
+
+impl RateLimiter for InProcessLimiter {
+    fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.acquire_inner(key, quota))
+    }
+
+    fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>> {
+        let until = self.clock.now() + pause;
+        let limiter = self.key(key);
+        let mut state = limiter.state.lock().expect("limiter lock");
+        if state.cooldown_until.is_none_or(|current| current < until) {
+            state.cooldown_until = Some(until);
+        }
+        Box::pin(futures::future::ready(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn quota(calls: u32, period_ms: u64, margin_ms: u64) -> Quota {
+        Quota { calls, period: Duration::from_millis(period_ms), margin: Duration::from_millis(margin_ms) }
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Spawns `n` acquirers and returns the clock offsets (ms) at which each was admitted.
+    async fn run_demand(
+        clock: &ManualClock,
+        limiter: Arc<InProcessLimiter>,
+        q: Quota,
+        n: usize,
+        step: Duration,
+        steps: usize,
+    ) -> Vec<u128> {
+        let admitted = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..n {
+            let (limiter, admitted, clock) = (limiter.clone(), admitted.clone(), clock.clone());
+            tokio::spawn(async move {
+                limiter.acquire("t", Some(q)).await.unwrap();
+                admitted.lock().unwrap().push(clock.elapsed().as_millis());
+            });
+        }
+        settle().await;
+        for _ in 0..steps {
+            clock.advance(step);
+            settle().await;
+        }
+        let mut v = admitted.lock().unwrap().clone();
+        v.sort();
+        v
+    }
+
+    fn max_in_any_window(times: &[u128], window_ms: u128) -> usize {
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| times[i..].iter().take_while(|u| **u < t + window_ms).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn admits_n_then_waits_for_the_oldest_slot_to_leave_the_window() {
+        let clock = ManualClock::new();
+        let limiter = Arc::new(InProcessLimiter::with_clock(Arc::new(clock.clone())));
+        let times = run_demand(&clock, limiter, quota(5, 1000, 100), 6, Duration::from_millis(100), 11).await;
+        assert_eq!(times, vec![0, 0, 0, 0, 0, 1100]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sustained_demand_never_exceeds_n_per_window_and_uses_the_budget() {
+        let clock = ManualClock::new();
+        let limiter = Arc::new(InProcessLimiter::with_clock(Arc::new(clock.clone())));
+        // Ten simulated seconds of unlimited demand, in 10 ms steps.
+        let times = run_demand(&clock, limiter, quota(60, 1000, 100), 2000, Duration::from_millis(10), 1000).await;
+        assert!(max_in_any_window(&times, 1100) <= 60);
+        assert!(max_in_any_window(&times, 1000) <= 60);
+        let in_ten_seconds = times.iter().filter(|t| **t < 10_000).count();
+        // 60 per 1.1 s: 545 in 10 s; at least 90% of the nominal 600.
+        assert!(in_ten_seconds >= 540, "{in_ten_seconds}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiters_are_served_in_arrival_order() {
+        let clock = ManualClock::new();
+        let limiter = Arc::new(InProcessLimiter::with_clock(Arc::new(clock.clone())));
+        let q = quota(1, 1000, 0);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..5 {
+            let (limiter, order) = (limiter.clone(), order.clone());
+            tokio::spawn(async move {
+                limiter.acquire("t", Some(q)).await.unwrap();
+                order.lock().unwrap().push(i);
+            });
+            // Each spawned task reaches the queue before the next is spawned.
+            settle().await;
+        }
+        for _ in 0..5 {
+            clock.advance(Duration::from_secs(1));
+            settle().await;
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cancelled_waiter_takes_no_slot() {
+        let clock = ManualClock::new();
+        let limiter = Arc::new(InProcessLimiter::with_clock(Arc::new(clock.clone())));
+        let q = quota(1, 1000, 0);
+        limiter.acquire("t", Some(q)).await.unwrap();
+        let waiter = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.acquire("t", Some(q)).await })
+        };
+        settle().await;
+        waiter.abort();
+        settle().await;
+        clock.advance(Duration::from_secs(1));
+        // The slot freed at 1 s is still there for the next caller.
+        let mut next = limiter.acquire("t", Some(q));
+        assert!(futures::poll!(&mut next).is_ready());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cooldown_holds_every_caller_of_the_key_and_no_other() {
+        let clock = ManualClock::new();
+        let limiter = Arc::new(InProcessLimiter::with_clock(Arc::new(clock.clone())));
+        let q = quota(60, 1000, 100);
+        limiter.cool_down("t", Duration::from_secs(5)).await.unwrap();
+        // A shorter pause does not shorten the one in force.
+        limiter.cool_down("t", Duration::from_secs(1)).await.unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        for quota in [Some(q), None, Some(q)] {
+            let (limiter, done) = (limiter.clone(), done.clone());
+            tokio::spawn(async move {
+                limiter.acquire("t", quota).await.unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let mut other = limiter.acquire("u", Some(q));
+        assert!(futures::poll!(&mut other).is_ready());
+        settle().await;
+        clock.advance(Duration::from_millis(4900));
+        settle().await;
+        assert_eq!(done.load(Ordering::SeqCst), 0);
+        clock.advance(Duration::from_millis(100));
+        settle().await;
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn report_quota_over_minutes_runs_in_milliseconds() {
+        let clock = ManualClock::new();
+        let limiter = Arc::new(InProcessLimiter::with_clock(Arc::new(clock.clone())));
+        // 5 runs per minute: 11 runs need two full windows.
+        let times = run_demand(&clock, limiter, quota(5, 60_000, 100), 11, Duration::from_secs(1), 130).await;
+        assert_eq!(times.len(), 11);
+        assert_eq!(&times[..5], &[0; 5]);
+        assert!(times[5..10].iter().all(|t| *t == 61_000));
+        assert_eq!(times[10], 122_000);
+    }
+}

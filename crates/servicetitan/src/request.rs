@@ -1,0 +1,609 @@
+//! The request path every call takes: route → token → admit → send → classify → typed error, with retries.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::auth::CachedToken;
+use crate::clock::Clock;
+use crate::error::{Error, ErrorCode, Result};
+use crate::retry::{is_idempotent, parse_retry_after, seconds_in_title};
+use crate::route::{self, Route, KNOWN_MODULES};
+use crate::tenant::{Tenant, TenantInner};
+
+/// One call, built up before it is sent.
+///
+/// ```no_run
+/// # async fn demo(tenant: servicetitan::Tenant) -> servicetitan::Result<()> {
+/// #[derive(serde::Deserialize)]
+/// struct Page { data: Vec<serde_json::Value>, #[serde(rename = "hasMore")] has_more: bool }
+///
+/// let page: Page = tenant
+///     .get("crm/customers")
+///     .query(&[("page", 1), ("pageSize", 50)])
+///     .send()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a request does nothing until it is sent"]
+pub struct RequestBuilder {
+    tenant: Tenant,
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    body: Option<std::result::Result<Bytes, String>>,
+    safe_to_retry: bool,
+    timeout: Option<Duration>,
+}
+
+impl RequestBuilder {
+    pub(crate) fn new(tenant: Tenant, method: Method, path: String) -> Self {
+        RequestBuilder { tenant, method, path, query: Vec::new(), body: None, safe_to_retry: false, timeout: None }
+    }
+
+    /// Adds query parameters; values are formatted with `Display`.
+    pub fn query<K: AsRef<str>, V: ToString>(mut self, pairs: &[(K, V)]) -> Self {
+        self.query.extend(pairs.iter().map(|(k, v)| (k.as_ref().to_owned(), v.to_string())));
+        self
+    }
+
+    /// Adds query parameters given as string pairs (for bindings).
+    pub fn query_pairs<I, K, V>(mut self, pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.query.extend(pairs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Sends `body` as JSON.
+    pub fn json<B: Serialize + ?Sized>(mut self, body: &B) -> Self {
+        self.body = Some(serde_json::to_vec(body).map(Bytes::from).map_err(|e| e.to_string()));
+        self
+    }
+
+    /// Sends an optional JSON value as the body (for bindings); `None` sends no body.
+    pub fn json_value(mut self, body: Option<Value>) -> Self {
+        self.body = body.map(|v| serde_json::to_vec(&v).map(Bytes::from).map_err(|e| e.to_string()));
+        self
+    }
+
+    /// Marks a non-idempotent call (POST, PATCH) as safe to resend after a 5xx, a timeout or
+    /// a lost connection, e.g. because it carries its own idempotency key or only reads.
+    pub fn safe_to_retry(mut self) -> Self {
+        self.safe_to_retry = true;
+        self
+    }
+
+    /// The total deadline of this call, instead of the client's.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends and decodes the JSON answer into `T` (an empty body decodes as `null`, so
+    /// `()` and `Option<_>` work for 204s).
+    pub async fn send<T: DeserializeOwned>(self) -> Result<T> {
+        // The call is prepared before the first await, so the future keeps one copy of it.
+        let (tenant, call) = self.prepare()?;
+        let bytes = execute(&tenant.inner, &call).await?;
+        decode(&bytes, &call.method, &call.route.url)
+    }
+
+    /// Sends and returns the answer as a JSON value.
+    pub async fn send_json(self) -> Result<Value> {
+        let (tenant, call) = self.prepare()?;
+        let bytes = execute(&tenant.inner, &call).await?;
+        decode(&bytes, &call.method, &call.route.url)
+    }
+
+    /// Sends and returns the raw body (bindings decode it straight into their own objects).
+    pub async fn send_bytes(self) -> Result<Bytes> {
+        let (tenant, call) = self.prepare()?;
+        execute(&tenant.inner, &call).await
+    }
+
+    /// Checks the input and routes the call: bad input is refused here, before any request.
+    fn prepare(self) -> Result<(Tenant, Call)> {
+        let inner = &self.tenant.inner;
+        if let Some(e) = &inner.invalid {
+            return Err(e.clone());
+        }
+        let route = route::resolve(&inner.client.config.api_url, inner.id, &self.path, false)?;
+        let body = match self.body {
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
+                return Err(Error::configuration("body", format!("the body cannot be serialized as JSON: {e}")))
+            }
+            None => None,
+        };
+        let call = Call {
+            retry_any: self.safe_to_retry,
+            method: self.method,
+            route,
+            query: self.query,
+            body,
+            report_id: None,
+            timeout: self.timeout,
+        };
+        Ok((self.tenant, call))
+    }
+}
+
+/// Decodes a 2xx body, or says which request's body was not the JSON promised.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], method: &Method, url: &str) -> Result<T> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(
+            ErrorCode::Decode,
+            format!("the response is not the JSON expected ({e}); expected {}", std::any::type_name::<T>()),
+        )
+        .with_request(method.as_str(), url)
+        .with_source(e)
+    })
+}
+
+/// A call ready for the request path.
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) route: Route,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) body: Option<Bytes>,
+    /// Resend after a 5xx, timeout or connection loss whatever the method.
+    pub(crate) retry_any: bool,
+    /// Report data calls also take a slot from the per-report limiter.
+    pub(crate) report_id: Option<i64>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Call {
+    fn may_resend(&self) -> bool {
+        self.retry_any || is_idempotent(&self.method)
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(Bytes, u16),
+    Fail(Error),
+    /// 401: the token sent was refused.
+    Unauthorized(Error, CachedToken),
+    /// Worth resending after `wait`; with `cool_down`, the wait is a 429's and every caller of
+    /// the limiter key sits it out.
+    Retry {
+        error: Error,
+        wait: Duration,
+        cool_down: Option<String>,
+    },
+}
+
+/// The request path. Every call of the crate goes through here.
+pub(crate) async fn execute(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
+    if let Some(e) = &tenant.invalid {
+        return Err(e.clone());
+    }
+    let span = tracing::info_span!(
+        "servicetitan.request",
+        method = %call.method,
+        route = %call.route.template,
+        tenant = tenant.id,
+        status = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+        throttle_wait_ms = tracing::field::Empty,
+    );
+    execute_in_span(tenant, call).instrument(span).await
+}
+
+async fn execute_in_span(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
+    let client = &tenant.client;
+    let config = &client.config;
+    let clock = &*client.clock;
+    let total = call.timeout.unwrap_or(config.timeouts.total);
+    let deadline = clock.now() + total;
+    let mut throttled = Duration::ZERO;
+    let mut reauthorized = false;
+    let mut attempt: u32 = 0;
+    let result = loop {
+        attempt += 1;
+        let span = tracing::debug_span!(
+            "servicetitan.attempt",
+            attempt,
+            status = tracing::field::Empty,
+            throttle_wait_ms = tracing::field::Empty,
+        );
+        // Boxed: an attempt is most of a call's state, and one large future per call would mean a
+        // large allocation per call.
+        let outcome = Box::pin(attempt_once(tenant, call, deadline, &mut throttled, attempt).instrument(span)).await;
+        // (error, wait before resending, sleep here rather than in the limiter, counts as an attempt)
+        let (error, wait, sleep, counted) = match outcome {
+            Attempt::Done(bytes, status) => {
+                tracing::Span::current().record("status", status);
+                break Ok(bytes);
+            }
+            Attempt::Fail(error) => break Err(error),
+            Attempt::Unauthorized(error, sent) => {
+                if reauthorized {
+                    break Err(error);
+                }
+                // Resent once with a new token: the old one may have been revoked or expired
+                // in flight. Only the token that was sent is dropped, never a newer one.
+                reauthorized = true;
+                if let Err(e) = client.tokens.invalidate(&tenant.token, &sent.access_token).await {
+                    break Err(e);
+                }
+                // Renewing the token is not a failure of the call: it does not use up an attempt.
+                (error, Duration::ZERO, false, false)
+            }
+            Attempt::Retry { error, wait, cool_down } => {
+                if let Some(key) = &cool_down {
+                    // Tell the limiter first, so every caller of this key pauses, this one too.
+                    if let Err(e) = client.limiter.cool_down(key, wait).await {
+                        break Err(e);
+                    }
+                    if wait > config.max_retry_after {
+                        break Err(error);
+                    }
+                }
+                (error, wait, cool_down.is_none(), true)
+            }
+        };
+        if counted && attempt >= config.retry.max_attempts + u32::from(reauthorized) {
+            break Err(error);
+        }
+        // No point waiting for a resend that cannot finish in time: the last failure says more
+        // than a timeout would.
+        if clock.now() + wait >= deadline {
+            break Err(error);
+        }
+        client.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "resending");
+        // A 429's wait is served by the limiter's cooldown, shared with every other caller.
+        if sleep && !wait.is_zero() {
+            clock.sleep(wait).await;
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("attempts", attempt);
+    span.record("throttle_wait_ms", throttled.as_millis() as u64);
+    match &result {
+        Ok(_) => {}
+        Err(e) => {
+            if let Some(status) = e.status() {
+                span.record("status", status);
+            }
+            tracing::debug!(code = e.code().as_str(), error = %e, "call failed");
+        }
+    }
+    result
+}
+
+/// Runs `fut` unless `deadline` comes first.
+///
+/// The deadline timer is made only if `fut` has to wait: dropping a tokio timer takes the
+/// runtime's timer lock, which every call would otherwise contend for twice even though the
+/// token and the limiter slot are almost always ready at once.
+async fn until<F: Future>(clock: &dyn Clock, deadline: Instant, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    if let std::task::Poll::Ready(out) = futures::poll!(fut.as_mut()) {
+        return Some(out);
+    }
+    match futures::future::select(fut, clock.sleep_until(deadline)).await {
+        futures::future::Either::Left((out, _)) => Some(out),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
+fn deadline_error(call: &Call, waiting_for: &str, total: Option<Duration>) -> Error {
+    let total = total.map(|t| format!(" ({:.1} s)", t.as_secs_f64())).unwrap_or_default();
+    Error::new(ErrorCode::Timeout, format!("the call's deadline{total} passed while waiting for {waiting_for}"))
+        .with_request(call.method.as_str(), &call.route.url)
+}
+
+async fn attempt_once(
+    tenant: &TenantInner,
+    call: &Call,
+    deadline: Instant,
+    throttled: &mut Duration,
+    attempt: u32,
+) -> Attempt {
+    // Resend number `attempt - 1` waits up to base × 2^(attempt - 1).
+    let backoff = || tenant.client.config.retry.backoff(attempt.saturating_sub(1));
+    let total = Some(call.timeout.unwrap_or(tenant.client.config.timeouts.total));
+    let client = &tenant.client;
+    let config = &client.config;
+    let clock = &*client.clock;
+
+    // 1. The token first: a fetch between taking a limiter slot and sending would eat the
+    //    limiter's jitter margin.
+    let token = match until(clock, deadline, client.tokens.get(&tenant.token)).await {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return Attempt::Fail(e),
+        None => return Attempt::Fail(deadline_error(call, "an access token", total)),
+    };
+
+    // 2. Admit, as late as possible: the report slot (which may wait a minute) before the
+    //    tenant slot (which the request then uses at once).
+    let started = clock.now();
+    if let Some(report_id) = call.report_id {
+        let key = tenant.report_limit_key(report_id);
+        let admitted = until(clock, deadline, client.limiter.acquire(&key, config.report_rate_limit)).await;
+        match admitted {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Attempt::Fail(e),
+            None => return Attempt::Fail(deadline_error(call, "the report rate limiter", total)),
+        }
+    }
+    let admitted = until(clock, deadline, client.limiter.acquire(&tenant.limit_key, config.rate_limit)).await;
+    let waited = clock.now().saturating_duration_since(started);
+    *throttled += waited;
+    client.counters.throttle_wait_nanos.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    if waited >= Duration::from_millis(1) {
+        tracing::Span::current().record("throttle_wait_ms", waited.as_millis() as u64);
+    }
+    match admitted {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Attempt::Fail(e),
+        None => return Attempt::Fail(deadline_error(call, "the rate limiter", total)),
+    }
+
+    // A long wait for a slot can outlast the token; never send one that may expire in flight.
+    let token = if token.is_usable(clock.wall()) {
+        token
+    } else {
+        match until(clock, deadline, client.tokens.get(&tenant.token)).await {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => return Attempt::Fail(e),
+            None => return Attempt::Fail(deadline_error(call, "an access token", total)),
+        }
+    };
+
+    // 3. Send.
+    let remaining = deadline.saturating_duration_since(clock.now());
+    if remaining.is_zero() {
+        return Attempt::Fail(deadline_error(call, "the request to go out", total));
+    }
+    let mut headers = HeaderMap::with_capacity(5);
+    let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose())) else {
+        return Attempt::Fail(
+            Error::new(ErrorCode::Authentication, "the token service returned a token that cannot be sent in a header")
+                .with_request(call.method.as_str(), &call.route.url),
+        );
+    };
+    bearer.set_sensitive(true);
+    headers.insert(AUTHORIZATION, bearer);
+    headers.insert("ST-App-Key", client.app_key_header.clone());
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    let mut request = client
+        .http
+        .request(call.method.clone(), &call.route.url)
+        .headers(headers)
+        .timeout(config.timeouts.attempt.min(remaining));
+    if !call.query.is_empty() {
+        request = request.query(&call.query);
+    }
+    if let Some(body) = &call.body {
+        request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).body(body.clone());
+    }
+    client.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return transport_failure(call, e, false, backoff()),
+    };
+    let status = response.status();
+    tracing::Span::current().record("status", status.as_u16());
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, clock.wall()));
+    // Boxed: reading the body is the largest state of a call, and keeping it out of line keeps
+    // every call's future small (large futures cost a large allocation per call).
+    let body = match Box::pin(response.bytes()).await {
+        Ok(b) => b,
+        Err(e) => return transport_failure(call, e, true, backoff()),
+    };
+
+    // 4. Classify.
+    if status.is_success() {
+        return Attempt::Done(body, status.as_u16());
+    }
+    let problem = Problem::parse(&body);
+    let method = call.method.as_str();
+    let url = call.route.url.as_str();
+    let environment = &config.environment;
+    let base = |code: ErrorCode, message: String| {
+        Error::new(code, message)
+            .with_status(status.as_u16())
+            .with_title(problem.title.clone())
+            .with_trace_id(problem.trace_id.clone())
+            .with_errors(problem.errors.clone())
+            .with_request(method, url)
+    };
+    let title = problem.title.as_deref().unwrap_or("");
+    match status {
+        StatusCode::UNAUTHORIZED => Attempt::Unauthorized(
+            base(
+                ErrorCode::Authentication,
+                format!(
+                    "the API refused the access token even after a fresh one ({title}). Check the \
+                     app key (ST-App-Key) and that client id {:?} belongs to tenant {} in the {environment} \
+                     environment: credentials are environment specific",
+                    tenant.token.key.client_id, tenant.id
+                ),
+            ),
+            token,
+        ),
+        StatusCode::TOO_MANY_REQUESTS => {
+            client.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let wait = retry_after
+                .or_else(|| seconds_in_title(title))
+                .unwrap_or_else(|| backoff().max(Duration::from_millis(100)));
+            let key = match call.report_id {
+                // A report's limit is its own: pausing the whole tenant for a minute would
+                // stall every other call.
+                Some(id) => tenant.report_limit_key(id),
+                None => tenant.limit_key.clone(),
+            };
+            let message = if wait > config.max_retry_after {
+                format!(
+                    "rate limited by the server, which asks to wait {:.0} s, longer than max_retry_after ({:.0} s): {title}",
+                    wait.as_secs_f64(),
+                    config.max_retry_after.as_secs_f64()
+                )
+            } else {
+                format!("still rate limited by the server after the retries: {title}")
+            };
+            Attempt::Retry {
+                error: base(ErrorCode::RateLimited, message).with_retry_after(Some(wait)),
+                wait,
+                cool_down: Some(key),
+            }
+        }
+        s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+            let (code, what) = if s == StatusCode::REQUEST_TIMEOUT {
+                (ErrorCode::Timeout, "timed out on the server")
+            } else {
+                (ErrorCode::Server, "failed on the server")
+            };
+            let transient = !matches!(s, StatusCode::NOT_IMPLEMENTED | StatusCode::HTTP_VERSION_NOT_SUPPORTED);
+            if transient && call.may_resend() {
+                Attempt::Retry {
+                    error: base(code, format!("the call {what} ({s}), also on every retry: {title}")),
+                    wait: retry_after.unwrap_or_else(backoff),
+                    cool_down: None,
+                }
+            } else {
+                let why = if transient {
+                    " and was not resent: the method is not idempotent (mark the call safe_to_retry if resending is harmless)"
+                } else {
+                    ""
+                };
+                Attempt::Fail(base(code, format!("the call {what} ({s}){why}: {title}")))
+            }
+        }
+        StatusCode::FORBIDDEN => Attempt::Fail(base(
+            ErrorCode::PermissionDenied,
+            format!(
+                "permission denied ({title}): the app may lack the scope for this API or not be \
+                 connected to tenant {}. New scopes take effect only after the tenant admin \
+                 accepts the new app version",
+                tenant.id
+            ),
+        )),
+        StatusCode::NOT_FOUND | StatusCode::GONE => {
+            let hint = if call.route.is_known_module() {
+                String::new()
+            } else {
+                format!(" ({:?} is not a known module; known modules: {})", call.route.module, KNOWN_MODULES.join(", "))
+            };
+            Attempt::Fail(base(ErrorCode::NotFound, format!("not found: {title}{hint}")))
+        }
+        StatusCode::CONFLICT => Attempt::Fail(base(ErrorCode::Conflict, format!("conflict: {title}"))),
+        s => Attempt::Fail(base(ErrorCode::BadRequest, format!("the server refused the request ({s}): {title}"))),
+    }
+}
+
+fn transport_failure(call: &Call, e: reqwest::Error, reading_body: bool, backoff: Duration) -> Attempt {
+    let (code, what) = if e.is_timeout() {
+        (ErrorCode::Timeout, "timed out")
+    } else if e.is_connect() {
+        (ErrorCode::Connection, "could not connect")
+    } else if reading_body {
+        (ErrorCode::Connection, "lost the connection while reading the response")
+    } else {
+        (ErrorCode::Connection, "lost the connection")
+    };
+    // A failed connect never reached the server, so even a POST may go again.
+    let resend = call.may_resend() || (e.is_connect() && !reading_body);
+    let error = Error::new(code, format!("the call {what}"))
+        .with_request(call.method.as_str(), &call.route.url)
+        .with_source(e.without_url());
+    if resend {
+        Attempt::Retry { error, wait: backoff, cool_down: None }
+    } else {
+        Attempt::Fail(
+            Error::new(
+                code,
+                format!(
+                    "the call {what} and was not resent: the method is not idempotent and the server \
+                 may have processed it (mark the call safe_to_retry if resending is harmless)"
+                ),
+            )
+            .with_request(call.method.as_str(), &call.route.url),
+        )
+    }
+}
+
+/// The RFC 7807 parts of an error body.
+#[derive(Default)]
+struct Problem {
+    title: Option<String>,
+    trace_id: Option<String>,
+    errors: BTreeMap<String, Vec<String>>,
+}
+
+impl Problem {
+    fn parse(body: &[u8]) -> Problem {
+        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+            let text = String::from_utf8_lossy(body).trim().chars().take(200).collect::<String>();
+            return Problem { title: (!text.is_empty()).then_some(text), ..Problem::default() };
+        };
+        let text = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
+        let mut errors = BTreeMap::new();
+        if let Some(Value::Object(fields)) = map.get("errors") {
+            for (field, messages) in fields {
+                let list = match messages {
+                    Value::Array(items) => {
+                        items.iter().map(|m| m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string())).collect()
+                    }
+                    Value::String(s) => vec![s.clone()],
+                    other => vec![other.to_string()],
+                };
+                errors.insert(field.clone(), list);
+            }
+        }
+        Problem {
+            title: text("title").or_else(|| text("error_description")).or_else(|| text("message")),
+            trace_id: text("traceId").or_else(|| text("trace_id")),
+            errors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_read_from_rfc7807_bodies() {
+        let p = Problem::parse(
+            br#"{"type":"x","title":"One or more validation errors occurred.","status":400,
+                "traceId":"00-abc","errors":{"name":["The Name field is required."],"x":"y"}}"#,
+        );
+        assert_eq!(p.title.as_deref(), Some("One or more validation errors occurred."));
+        assert_eq!(p.trace_id.as_deref(), Some("00-abc"));
+        assert_eq!(p.errors["name"], vec!["The Name field is required."]);
+        assert_eq!(p.errors["x"], vec!["y"]);
+        assert_eq!(Problem::parse(b"Bad Gateway").title.as_deref(), Some("Bad Gateway"));
+    }
+
+    #[test]
+    fn empty_bodies_decode_as_null() {
+        let v: Option<u32> = decode(b"", &Method::DELETE, "u").unwrap();
+        assert_eq!(v, None);
+        let e = decode::<u32>(b"{", &Method::GET, "u").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Decode);
+        assert_eq!(e.method(), Some("GET"));
+    }
+}

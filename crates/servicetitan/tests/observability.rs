@@ -1,0 +1,73 @@
+//! What the client shows of itself: tracing spans per call and per attempt, and never a secret
+//! in `Debug`, `Display`, errors or logs.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use servicetitan::TenantCredentials;
+
+/// Collects everything the tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_show_in_debug_errors_or_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .finish();
+    // Global, and alone in its binary: a thread-local subscriber races with the callsite
+    // interest cache when other tests run beside it.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let sandbox = start(unlimited()).await;
+    let client = builder(&sandbox).build().unwrap();
+    let good = tenant(&client, &sandbox, 0);
+    let bad = client.tenant(TenantCredentials::new(1002, "cid.sandbox.1002", "cs1.not-the-secret"));
+    good.get("crm/customers").send_json().await.unwrap();
+    sandbox.revoke_tokens();
+    good.get("crm/customers").send_json().await.unwrap();
+    let e1 = bad.get("crm/customers").send_json().await.unwrap_err();
+    let e2 = good.get("crm/nothing-here").send_json().await.unwrap_err();
+
+    let secrets = [sandbox.app_key(), "cs1.sandbox-secret-1001", "cs1.not-the-secret", "Bearer "];
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    if std::env::var_os("SHOW_LOGS").is_some() {
+        eprintln!("{logs}");
+    }
+    // Spans per call and per attempt, with the route template, status and attempt.
+    assert!(logs.contains("servicetitan.request"), "call spans were logged");
+    assert!(logs.contains("servicetitan.attempt"), "attempt spans were logged");
+    assert!(logs.contains("servicetitan.token"), "token spans were logged");
+    assert!(logs.contains("route=crm/v2/tenant/{tenant}/customers"), "{logs}");
+    assert!(logs.contains("status=200") && logs.contains("status=401") && logs.contains("attempt=2"), "{logs}");
+    for shown in [
+        format!("{client:?}"),
+        format!("{good:?}"),
+        format!("{:?}", credentials(&sandbox, 0)),
+        format!("{e1} {e1:?}"),
+        format!("{e2} {e2:?}"),
+        logs,
+    ] {
+        for secret in secrets {
+            assert!(!shown.contains(secret), "{secret:?} shown in {shown}");
+        }
+    }
+}
