@@ -1,7 +1,34 @@
-//! The Python face of the engine: converts arguments and results, nothing else.
+//! The Python face of the engine (`servicetitan._native`): converts arguments and results,
+//! nothing else. Behaviour lives in the `servicetitan` crate; this crate only adds what is
+//! specific to CPython: releasing the GIL, Ctrl-C, asyncio, fork, and the `logging` bridge.
+
 use pyo3::prelude::*;
 
+mod client;
+mod convert;
+mod errors;
+mod logging;
+mod runtime;
+mod sandbox;
+
 #[pymodule]
-fn _native(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    runtime::set_main_thread(py)?;
+    logging::install();
+    m.add_class::<client::Client>()?;
+    m.add_class::<client::Tenant>()?;
+    m.add_class::<client::Records>()?;
+    m.add_class::<client::AsyncClient>()?;
+    m.add_class::<client::AsyncTenant>()?;
+    m.add_class::<client::AsyncRecords>()?;
+    m.add_class::<client::Ready>()?;
+    m.add_class::<sandbox::Sandbox>()?;
+    m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
+    // A fresh runtime in the child of every os.fork() (multiprocessing's fork start method too).
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("after_in_child", m.getattr("_after_fork_in_child")?)?;
+    py.import("os")?.call_method("register_at_fork", (), Some(&kwargs))?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,441 @@
+//! Conversions between Python objects and JSON: response bodies decoded straight into dicts and
+//! lists (no intermediate `serde_json::Value`), request bodies and query parameters out.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyModule, PyString, PyTuple};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// JSON bytes -> Python
+
+/// Decodes a JSON document into Python objects.
+pub(crate) fn json_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        // 204 No Content and friends: the engine treats an empty body as `null` too.
+        return Ok(py.None().into_bound(py));
+    }
+    let _paused = GcPause::new(py, bytes.len());
+    let keys = KeyCache::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = PyJson { py, keys: &keys }.deserialize(&mut de).map_err(decode_error)?;
+    de.end().map_err(decode_error)?;
+    Ok(value)
+}
+
+/// Decodes the `data` array of a page body (`{"data": [...], "hasMore": ...}`) into a list,
+/// skipping the other fields (the engine already read them).
+pub(crate) fn page_data_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    let _paused = GcPause::new(py, bytes.len());
+    let keys = KeyCache::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let data = PageData { py, keys: &keys }.deserialize(&mut de).map_err(decode_error)?;
+    de.end().map_err(decode_error)?;
+    Ok(data.unwrap_or_else(|| PyList::empty(py)))
+}
+
+fn decode_error(e: serde_json::Error) -> PyErr {
+    // The engine has already checked the body is a page; this is a malformed body or a Python
+    // error surfaced through serde (see `py_err`).
+    crate::errors::decode_error(format!("the response is not valid JSON: {e}"))
+}
+
+/// Response records repeat the same few keys thousands of times: reuse one Python string per key
+/// (it also keeps its hash, so dict inserts skip rehashing). Direct-mapped on a cheap hash of the
+/// key's ends: a page has a few dozen distinct keys, and a lookup must cost less than making the
+/// string anew.
+struct KeyCache<'py> {
+    slots: RefCell<Vec<Option<CachedKey<'py>>>>,
+}
+
+type CachedKey<'py> = (Box<str>, Bound<'py, PyString>);
+
+const KEY_CACHE_SLOTS: usize = 512;
+const MAX_CACHED_KEY_LEN: usize = 64;
+
+impl Default for KeyCache<'_> {
+    fn default() -> Self {
+        KeyCache { slots: RefCell::new(vec![None; KEY_CACHE_SLOTS]) }
+    }
+}
+
+fn key_slot(key: &[u8]) -> usize {
+    let mut head = [0u8; 8];
+    let mut tail = [0u8; 8];
+    let n = key.len().min(8);
+    head[..n].copy_from_slice(&key[..n]);
+    tail[..n].copy_from_slice(&key[key.len() - n..]);
+    let h = (u64::from_le_bytes(head) ^ u64::from_le_bytes(tail).rotate_left(29) ^ key.len() as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 55) as usize % KEY_CACHE_SLOTS
+}
+
+impl<'py> KeyCache<'py> {
+    fn get(&self, py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+        if key.len() > MAX_CACHED_KEY_LEN {
+            return PyString::new(py, key);
+        }
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[key_slot(key.as_bytes())];
+        if let Some((cached, string)) = slot {
+            if **cached == *key {
+                return string.clone();
+            }
+        }
+        let made = PyString::intern(py, key);
+        *slot = Some((key.into(), made.clone()));
+        made
+    }
+}
+
+/// Pauses Python's cycle collector while a body is decoded. Every object made here is fresh and
+/// referenced from the result, so collections triggered by the allocations (one per 700
+/// containers) would traverse them all for nothing; the GIL is held throughout, so no other
+/// Python code runs meanwhile. A collector the user turned off stays off.
+struct GcPause<'py> {
+    gc: Option<Bound<'py, PyModule>>,
+}
+
+impl<'py> GcPause<'py> {
+    fn new(py: Python<'py>, body_len: usize) -> Self {
+        // Small bodies make too few objects to trigger a collection.
+        if body_len < 64 * 1024 {
+            return GcPause { gc: None };
+        }
+        let gc = py.import("gc").ok().filter(|gc| {
+            gc.call_method0("isenabled").and_then(|v| v.is_truthy()).unwrap_or(false)
+                && gc.call_method0("disable").is_ok()
+        });
+        GcPause { gc }
+    }
+}
+
+impl Drop for GcPause<'_> {
+    fn drop(&mut self) {
+        if let Some(gc) = &self.gc {
+            let _ = gc.call_method0("enable");
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct PyJson<'a, 'py> {
+    py: Python<'py>,
+    keys: &'a KeyCache<'py>,
+}
+
+/// A Python exception raised while building objects, carried through serde's error type.
+fn py_err<E: serde::de::Error>(e: PyErr) -> E {
+    E::custom(e)
+}
+
+impl<'de, 'py> DeserializeSeed<'de> for PyJson<'_, 'py> {
+    type Value = Bound<'py, PyAny>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, 'py> Visitor<'de> for PyJson<'_, 'py> {
+    type Value = Bound<'py, PyAny>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(PyBool::new(self.py, v).to_owned().into_any())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(match v.into_pyobject(self.py) {
+            Ok(n) => n.into_any(),
+            Err(never) => match never {},
+        })
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(match v.into_pyobject(self.py) {
+            Ok(n) => n.into_any(),
+            Err(never) => match never {},
+        })
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(PyFloat::new(self.py, v).into_any())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(PyString::new(self.py, v).into_any())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(PyList::new(self.py, items).map_err(py_err)?.into_any())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let dict = PyDict::new(self.py);
+        while let Some(key) = map.next_key_seed(Key(self))? {
+            let value = map.next_value_seed(self)?;
+            dict.set_item(key, value).map_err(py_err)?;
+        }
+        Ok(dict.into_any())
+    }
+}
+
+/// An object key, through the [`KeyCache`].
+struct Key<'a, 'py>(PyJson<'a, 'py>);
+
+impl<'de, 'py> DeserializeSeed<'de> for Key<'_, 'py> {
+    type Value = Bound<'py, PyString>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, 'py> Visitor<'de> for Key<'_, 'py> {
+    type Value = Bound<'py, PyString>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.keys.get(self.0.py, v))
+    }
+}
+
+/// The `data` field of a page object.
+struct PageData<'a, 'py> {
+    py: Python<'py>,
+    keys: &'a KeyCache<'py>,
+}
+
+impl<'de, 'py> DeserializeSeed<'de> for PageData<'_, 'py> {
+    type Value = Option<Bound<'py, PyList>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, 'py> Visitor<'de> for PageData<'_, 'py> {
+    type Value = Option<Bound<'py, PyList>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a page object with a data array")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut data = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "data" {
+                let value = map.next_value_seed(PyJson { py: self.py, keys: self.keys })?;
+                if value.is_none() {
+                    continue;
+                }
+                data = Some(
+                    value
+                        .cast_into::<PyList>()
+                        .map_err(|_| serde::de::Error::custom("the page's data field is not an array"))?,
+                );
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// A `serde_json::Value` (stats, sandbox settings) as Python objects.
+pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else {
+                PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any()
+            }
+        }
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            PyList::new(py, items.iter().map(|v| value_to_py(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, value_to_py(py, v)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python -> JSON
+
+/// A request body (`json=`): dicts, lists, tuples, str, int, float, bool, None, and dates and
+/// datetimes (sent as ISO 8601, the format ServiceTitan expects).
+pub(crate) fn py_to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    py_to_value_at(obj, &mut String::from("json"))
+}
+
+fn py_to_value_at(obj: &Bound<'_, PyAny>, at: &mut String) -> PyResult<Value> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    // bool before int: Python's bool is an int.
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::String(s.to_cow()?.into_owned()));
+    }
+    if obj.cast::<PyInt>().is_ok() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::from(i));
+        }
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::from(u));
+        }
+        return Err(PyValueError::new_err(format!("{at}: the integer {obj} does not fit in 64 bits")));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let f = f.value();
+        return serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| PyValueError::new_err(format!("{at}: {f} cannot be sent as JSON")));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut map = serde_json::Map::with_capacity(dict.len());
+        for (k, v) in dict.iter() {
+            let key = k
+                .cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err(format!("{at}: object keys must be str, got {}", type_name(&k))))?
+                .to_cow()?
+                .into_owned();
+            let len = at.len();
+            at.push('.');
+            at.push_str(&key);
+            let value = py_to_value_at(&v, at)?;
+            at.truncate(len);
+            map.insert(key, value);
+        }
+        return Ok(Value::Object(map));
+    }
+    if obj.cast::<PyList>().is_ok() || obj.cast::<PyTuple>().is_ok() {
+        let mut items = Vec::new();
+        for (i, item) in obj.try_iter()?.enumerate() {
+            let len = at.len();
+            at.push_str(&format!("[{i}]"));
+            items.push(py_to_value_at(&item?, at)?);
+            at.truncate(len);
+        }
+        return Ok(Value::Array(items));
+    }
+    if let Some(iso) = isoformat(obj)? {
+        return Ok(Value::String(iso));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{at}: a {} cannot be sent as JSON (use dict, list, str, int, float, bool, None, date or datetime)",
+        type_name(obj)
+    )))
+}
+
+/// Query parameters (`params=`): a mapping of names to str, int, float, bool (`true`/`false`),
+/// date/datetime (ISO 8601) or a list of those (comma-separated, as ServiceTitan's `ids` takes).
+/// `None` values are left out.
+pub(crate) fn params_to_pairs(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, String)>> {
+    let Some(params) = params.filter(|p| !p.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let dict = params
+        .cast::<PyDict>()
+        .map_err(|_| PyTypeError::new_err(format!("params: expected a dict, got {}", type_name(params))))?;
+    let mut pairs = Vec::with_capacity(dict.len());
+    for (k, v) in dict.iter() {
+        let key: String = k
+            .extract()
+            .map_err(|_| PyTypeError::new_err(format!("params: names must be str, got {}", type_name(&k))))?;
+        if v.is_none() {
+            continue;
+        }
+        let value = if v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok() {
+            let mut parts = Vec::new();
+            for item in v.try_iter()? {
+                parts.push(param_text(&key, &item?)?);
+            }
+            parts.join(",")
+        } else {
+            param_text(&key, &v)?
+        };
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+fn param_text(key: &str, v: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(if b.is_true() { "true" } else { "false" }.to_owned());
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(s.to_cow()?.into_owned());
+    }
+    if v.cast::<PyInt>().is_ok() || v.cast::<PyFloat>().is_ok() {
+        return Ok(v.str()?.to_cow()?.into_owned());
+    }
+    if let Some(iso) = isoformat(v)? {
+        return Ok(iso);
+    }
+    Err(PyTypeError::new_err(format!(
+        "params[{key:?}]: a {} cannot be sent as a query parameter (use str, int, float, bool, date, datetime or a list)",
+        type_name(v)
+    )))
+}
+
+/// `date`/`datetime`/`time` as ISO 8601; `None` for anything else.
+fn isoformat(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    let py = obj.py();
+    let datetime = py.import("datetime")?;
+    for class in ["date", "time"] {
+        // datetime is a subclass of date.
+        if obj.is_instance(&datetime.getattr(class)?)? {
+            return Ok(Some(obj.call_method0("isoformat")?.extract()?));
+        }
+    }
+    Ok(None)
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".to_owned())
+}
+
+/// A `str`-keyed dict of options as a JSON object, for the sandbox's serde configuration.
+pub(crate) fn kwargs_to_value(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Value> {
+    match kwargs {
+        Some(k) => py_to_value_at(k.as_any(), &mut String::from("options")),
+        None => Ok(Value::Object(serde_json::Map::new())),
+    }
+}

@@ -1,0 +1,297 @@
+# The native module's types, checked against the compiled module by mypy.stubtest
+# (python/tests/test_stubs.py). Hand-written: keep it in step with bindings/python/src.
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mapping, Sequence
+from datetime import date, datetime, time
+from typing import Any, Dict, List, Optional, Union, final
+
+__all__ = [
+    "AsyncClient",
+    "AsyncRecords",
+    "AsyncTenant",
+    "Client",
+    "Ready",
+    "Records",
+    "Sandbox",
+    "Tenant",
+    "__version__",
+    "_after_fork_in_child",
+]
+__version__: str
+
+# What a JSON body may hold (sent as JSON; dates and datetimes as ISO 8601).
+_JSON = Any
+# A query parameter value: str, number, bool (sent as true/false), date/datetime (ISO 8601), or a
+# sequence of those (comma-separated); None leaves the parameter out.
+_ParamScalar = Union[str, int, float, bool, date, datetime, time]
+_ParamValue = Union[_ParamScalar, Sequence[_ParamScalar], None]
+_Params = Mapping[str, _ParamValue]
+
+@final
+class Client:
+    """A ServiceTitan API client for one app key, serving any number of tenants.
+
+    Thread-safe: make one per app and share it. Calls block with the GIL released; Ctrl-C
+    interrupts them. Every setting left out comes from its environment variable (``ST_APP_KEY``,
+    ``ST_ENVIRONMENT``, ``ST_AUTH_URL``, ``ST_API_URL``, ...), else the default. Durations are
+    in seconds.
+
+    >>> client = Client(app_key="ak1...", environment="integration")
+    >>> tenant = client.tenant(1234567, client_id="cid...", client_secret="cs1...")
+    >>> tenant.get("crm/customers", params={"page": 1, "pageSize": 50})
+    """
+
+    def __new__(
+        cls,
+        app_key: Optional[str] = None,
+        *,
+        environment: Optional[str] = None,
+        auth_url: Optional[str] = None,
+        api_url: Optional[str] = None,
+        rate_limit_calls: Optional[int] = None,
+        rate_limit_period: Optional[float] = None,
+        rate_limit_margin: Optional[float] = None,
+        report_rate_limit_calls: Optional[int] = None,
+        report_rate_limit_period: Optional[float] = None,
+        max_attempts: Optional[int] = None,
+        backoff_base: Optional[float] = None,
+        backoff_max: Optional[float] = None,
+        timeout: Optional[float] = None,
+        connect_timeout: Optional[float] = None,
+        attempt_timeout: Optional[float] = None,
+        max_retry_after: Optional[float] = None,
+        ca_certificates: Optional[Sequence[str]] = None,
+    ) -> Client: ...
+    @classmethod
+    def from_env(cls) -> Client:
+        """A client configured from environment variables only."""
+
+    def tenant(
+        self,
+        tenant_id: Optional[int] = None,
+        *,
+        client_id: Optional[str] = None,
+        client_secret: Optional[str] = None,
+    ) -> Tenant:
+        """A handle on one tenant (credentials left out come from ST_TENANT_ID, ST_CLIENT_ID,
+        ST_CLIENT_SECRET). Raises ConfigurationError for invalid ones."""
+
+    def stats(self) -> Dict[str, Union[int, float]]:
+        """``requests``, ``retries``, ``token_fetches``, ``rate_limited`` and ``throttle_wait_s``."""
+
+@final
+class Tenant:
+    """One tenant of a :class:`Client`; paths are relative to it (``"crm/customers"``)."""
+
+    @property
+    def id(self) -> int: ...
+    def get(self, path: str, *, params: Optional[_Params] = None, timeout: Optional[float] = None) -> Any:
+        """GET ``path`` and return the parsed JSON.
+
+        >>> tenant.get("crm/customers", params={"page": 1, "pageSize": 50})["data"]
+        """
+
+    def post(
+        self,
+        path: str,
+        *,
+        params: Optional[_Params] = None,
+        json: _JSON = None,
+        safe_to_retry: bool = False,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """POST ``json``; not resent after a 5xx/timeout/lost connection unless ``safe_to_retry``.
+
+        >>> tenant.post("crm/customers", json={"name": "Ada", "type": "Residential", ...})
+        """
+
+    def put(
+        self, path: str, *, params: Optional[_Params] = None, json: _JSON = None, timeout: Optional[float] = None
+    ) -> Any: ...
+    def patch(
+        self,
+        path: str,
+        *,
+        params: Optional[_Params] = None,
+        json: _JSON = None,
+        safe_to_retry: bool = False,
+        timeout: Optional[float] = None,
+    ) -> Any: ...
+    def delete(self, path: str, *, params: Optional[_Params] = None, timeout: Optional[float] = None) -> Any: ...
+    def paginate(self, path: str, *, params: Optional[_Params] = None, page_size: Optional[int] = None) -> Records:
+        """Every record of a page-based list.
+
+        >>> for customer in tenant.paginate("crm/customers", params={"active": "Any"}, page_size=500): ...
+        """
+
+    def export(self, path: str, *, since: Optional[str] = None, params: Optional[_Params] = None) -> Records:
+        """An export feed from ``since`` (a saved ``continue_from`` or a date) until caught up.
+
+        >>> feed = tenant.export("crm/customers", since=saved)
+        >>> for record in feed: ...
+        >>> saved = feed.continue_from
+        """
+
+    def report(
+        self, category: str, report_id: int, *, parameters: Optional[Mapping[str, _JSON]] = None
+    ) -> List[Dict[str, Any]]:
+        """Every row of a report as a dict keyed by field name.
+
+        >>> tenant.report("operations", 175, parameters={"From": "2026-01-01"})
+        """
+
+@final
+class Records:
+    """The records of ``paginate()`` or ``export()``; iterate it."""
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]: ...
+    def __next__(self) -> Dict[str, Any]: ...
+    @property
+    def continue_from(self) -> Optional[str]:
+        """Exports: the checkpoint after the last page fully handed out. ``None`` for lists."""
+
+@final
+class AsyncClient:
+    """The asyncio client: the methods of :class:`Client`, awaited. Cancelling the awaiting
+    task cancels the call."""
+
+    def __new__(
+        cls,
+        app_key: Optional[str] = None,
+        *,
+        environment: Optional[str] = None,
+        auth_url: Optional[str] = None,
+        api_url: Optional[str] = None,
+        rate_limit_calls: Optional[int] = None,
+        rate_limit_period: Optional[float] = None,
+        rate_limit_margin: Optional[float] = None,
+        report_rate_limit_calls: Optional[int] = None,
+        report_rate_limit_period: Optional[float] = None,
+        max_attempts: Optional[int] = None,
+        backoff_base: Optional[float] = None,
+        backoff_max: Optional[float] = None,
+        timeout: Optional[float] = None,
+        connect_timeout: Optional[float] = None,
+        attempt_timeout: Optional[float] = None,
+        max_retry_after: Optional[float] = None,
+        ca_certificates: Optional[Sequence[str]] = None,
+    ) -> AsyncClient: ...
+    @classmethod
+    def from_env(cls) -> AsyncClient: ...
+    def tenant(
+        self,
+        tenant_id: Optional[int] = None,
+        *,
+        client_id: Optional[str] = None,
+        client_secret: Optional[str] = None,
+    ) -> AsyncTenant: ...
+    def stats(self) -> Dict[str, Union[int, float]]: ...
+
+@final
+class AsyncTenant:
+    """One tenant of an :class:`AsyncClient`."""
+
+    @property
+    def id(self) -> int: ...
+    def get(self, path: str, *, params: Optional[_Params] = None, timeout: Optional[float] = None) -> Awaitable[Any]:
+        """>>> page = await tenant.get("crm/customers", params={"pageSize": 50})"""
+
+    def post(
+        self,
+        path: str,
+        *,
+        params: Optional[_Params] = None,
+        json: _JSON = None,
+        safe_to_retry: bool = False,
+        timeout: Optional[float] = None,
+    ) -> Awaitable[Any]: ...
+    def put(
+        self, path: str, *, params: Optional[_Params] = None, json: _JSON = None, timeout: Optional[float] = None
+    ) -> Awaitable[Any]: ...
+    def patch(
+        self,
+        path: str,
+        *,
+        params: Optional[_Params] = None,
+        json: _JSON = None,
+        safe_to_retry: bool = False,
+        timeout: Optional[float] = None,
+    ) -> Awaitable[Any]: ...
+    def delete(
+        self, path: str, *, params: Optional[_Params] = None, timeout: Optional[float] = None
+    ) -> Awaitable[Any]: ...
+    def paginate(self, path: str, *, params: Optional[_Params] = None, page_size: Optional[int] = None) -> AsyncRecords:
+        """>>> async for customer in tenant.paginate("crm/customers", page_size=500): ..."""
+
+    def export(self, path: str, *, since: Optional[str] = None, params: Optional[_Params] = None) -> AsyncRecords:
+        """>>> feed = tenant.export("crm/customers"); async for r in feed: ...; feed.continue_from"""
+
+    def report(
+        self, category: str, report_id: int, *, parameters: Optional[Mapping[str, _JSON]] = None
+    ) -> Awaitable[List[Dict[str, Any]]]: ...
+
+@final
+class AsyncRecords:
+    """The records of ``paginate()`` or ``export()`` on an :class:`AsyncTenant`; ``async for`` it."""
+
+    def __aiter__(self) -> AsyncIterator[Dict[str, Any]]: ...
+    def __anext__(self) -> Awaitable[Dict[str, Any]]: ...
+    @property
+    def continue_from(self) -> Optional[str]: ...
+
+@final
+class Ready:
+    """An already-completed awaitable (what ``AsyncRecords.__anext__`` returns for buffered records)."""
+
+    def __await__(self) -> Generator[Any, None, Any]: ...
+    def __iter__(self) -> Generator[Any, None, Any]: ...
+    def __next__(self) -> None: ...
+
+@final
+class Sandbox:
+    """A local ServiceTitan, started in-process on a free port; a context manager.
+
+    Keyword options are the sandbox's settings (``records``, ``token_lifetime_secs``,
+    ``rate_limit={"enabled": False}``, ``report_limit``, ``tenants``, ``latency_ms``, ...).
+
+    >>> with Sandbox(records=100) as sandbox:
+    ...     tenant = sandbox.client().tenant(**sandbox.credentials())
+    """
+
+    def __new__(cls, **options: Any) -> Sandbox: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def auth_url(self) -> str: ...
+    @property
+    def api_url(self) -> str: ...
+    @property
+    def app_key(self) -> str: ...
+    @property
+    def tenants(self) -> List[Dict[str, Any]]: ...
+    @property
+    def config(self) -> Dict[str, Any]: ...
+    def credentials(self, tenant_id: Optional[int] = None) -> Dict[str, Any]:
+        """``tenant_id``, ``client_id``, ``client_secret`` of a tenant, for ``client.tenant(**...)``."""
+
+    def client(self, **settings: Any) -> Client:
+        """A :class:`Client` for this sandbox (any Client keyword argument may be added)."""
+
+    def async_client(self, **settings: Any) -> AsyncClient:
+        """An :class:`AsyncClient` for this sandbox."""
+
+    def stats(self) -> Dict[str, Any]: ...
+    def reset_stats(self) -> None: ...
+    def add_fault(self, **fault: Any) -> None:
+        """Arms a fault: ``route``, ``method``, ``status``, ``count``, ``delay_ms``,
+        ``drop_connection``, ``retry_after``, ``title``."""
+
+    def clear_faults(self) -> None: ...
+    def revoke_tokens(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Stops the server (idempotent); leaving a ``with`` block does it too."""
+    def __enter__(self) -> Sandbox: ...
+    def __exit__(self, *_exc: object) -> bool: ...
+
+def _after_fork_in_child() -> None: ...

@@ -1,0 +1,163 @@
+"""The Python surface: argument conversion, results as Python objects, typed errors, settings,
+repr and logging without secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import pickle
+
+import pytest
+
+import servicetitan as st
+
+SECRETS = ("ak1.sandbox-app-key", "cs1.sandbox-secret-1001", "Bearer ")
+
+
+def test_bodies_arrive_as_plain_python_objects(tenant: st.Tenant) -> None:
+    page = tenant.get("crm/customers", params={"pageSize": 3, "includeTotal": True})
+    assert type(page) is dict and type(page["data"]) is list and len(page["data"]) == 3
+    customer = page["data"][0]
+    assert type(customer["id"]) is int and type(customer["active"]) is bool
+    assert type(customer["balance"]) is float and type(customer["address"]) is dict
+    assert page["totalCount"] > 0
+    assert tenant.get(f"crm/customers/{customer['id']}") == customer
+
+
+def test_params_accept_bools_lists_dates_and_none(sandbox: st.Sandbox, tenant: st.Tenant) -> None:
+    ids = [c["id"] for c in tenant.get("crm/customers", params={"pageSize": 3})["data"]]
+    page = tenant.get(
+        "crm/customers",
+        params={
+            "ids": ids,
+            "active": "Any",
+            "includeTotal": False,
+            "page": None,
+            "modifiedOnOrAfter": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+        },
+    )
+    assert sorted(c["id"] for c in page["data"]) == sorted(ids)
+    with pytest.raises(TypeError, match="params"):
+        tenant.get("crm/customers", params={"ids": {1, 2}})  # type: ignore[dict-item]
+
+
+def test_json_bodies_are_converted_and_refused_when_not_json(tenant: st.Tenant) -> None:
+    address = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701", "country": "USA"}
+    created = tenant.post(
+        "crm/customers",
+        json={
+            "name": "Ada Lovelace",
+            "type": "Residential",
+            "address": address,
+            "locations": ({"name": "Home", "address": address},),
+        },
+    )
+    assert created["name"] == "Ada Lovelace" and isinstance(created["id"], int)
+    patched = tenant.patch(f"crm/customers/{created['id']}", json={"name": "Ada King"})
+    assert patched["name"] == "Ada King"
+    with pytest.raises(TypeError, match=r"json\.name"):
+        tenant.post("crm/customers", json={"name": object()})
+    with pytest.raises(ValueError, match=r"NaN|nan"):
+        tenant.post("crm/customers", json={"balance": float("nan")})
+
+
+def test_typed_errors_carry_the_servers_details_and_pickle(tenant: st.Tenant) -> None:
+    with pytest.raises(st.BadRequestError) as info:
+        tenant.get("crm/customers", params={"pageSize": 0})
+    e = info.value
+    assert (e.code, e.status, e.method) == ("bad_request", 400, "GET")
+    assert "pageSize" in e.errors and e.trace_id and e.title
+    assert e.url is not None and e.url.endswith("/crm/v2/tenant/1001/customers")
+    back = pickle.loads(pickle.dumps(e))
+    assert (type(back), str(back), back.errors, back.trace_id) == (type(e), str(e), e.errors, e.trace_id)
+
+
+def test_bad_settings_are_configuration_errors_naming_the_argument(sandbox: st.Sandbox) -> None:
+    with pytest.raises(st.ConfigurationError) as info:
+        sandbox.client(timeout=-1)
+    assert info.value.argument == "timeout"
+    with pytest.raises(st.ConfigurationError, match="staging"):
+        st.Client(app_key="ak1.x", environment="staging")
+    with pytest.raises(st.ConfigurationError, match="ST_APP_KEY"):
+        st.Client()
+    with pytest.raises(st.ConfigurationError, match="tenant"):
+        sandbox.client().tenant(-5, client_id="cid.x", client_secret="cs1.x")
+
+
+def test_from_env_reads_the_st_variables(sandbox: st.Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ST_APP_KEY", sandbox.app_key)
+    monkeypatch.setenv("ST_AUTH_URL", sandbox.auth_url)
+    monkeypatch.setenv("ST_API_URL", sandbox.api_url)
+    monkeypatch.setenv("ST_TENANT_ID", "1002")
+    monkeypatch.setenv("ST_CLIENT_ID", "cid.sandbox.1002")
+    monkeypatch.setenv("ST_CLIENT_SECRET", "cs1.sandbox-secret-1002")
+    tenant = st.Client.from_env().tenant()
+    assert tenant.id == 1002
+    assert tenant.get("crm/customers", params={"pageSize": 1})["data"]
+    assert st.AsyncClient.from_env().tenant().id == 1002
+
+
+def test_paging_export_and_reports(sandbox: st.Sandbox, tenant: st.Tenant) -> None:
+    total = tenant.get("crm/customers", params={"active": "Any", "includeTotal": True})["totalCount"]
+    customers = list(tenant.paginate("crm/customers", params={"active": "Any"}, page_size=333))
+    assert len(customers) == len({c["id"] for c in customers}) == total >= 1000
+    feed = tenant.export("crm/customers")
+    assert feed.continue_from is None
+    exported = list(feed)
+    assert len(exported) == total and feed.continue_from
+    assert list(tenant.export("crm/customers", since=feed.continue_from)) == []
+    assert len(list(tenant.export("crm/customers", since="2000-01-01"))) == total
+    rows = tenant.report("operations", 175, parameters={"From": "2026-01-01"})
+    assert len(rows) == 2500 and isinstance(rows[0], dict)
+    with pytest.raises(st.BadRequestError):
+        tenant.report("operations", 175, parameters={})
+
+
+def test_a_failed_page_ends_iteration_with_the_error(sandbox: st.Sandbox, tenant: st.Tenant) -> None:
+    records = tenant.paginate("crm/customers", page_size=100)
+    next(records)
+    sandbox.add_fault(route="crm/*", method="GET", status=404, count=0)
+    with pytest.raises(st.NotFoundError):
+        for _ in records:
+            pass
+    assert list(records) == []
+
+
+def test_repr_shows_no_secret(sandbox: st.Sandbox, client: st.Client, tenant: st.Tenant) -> None:
+    texts = [repr(client), repr(tenant), repr(sandbox), repr(sandbox.async_client())]
+    assert "Client(" in texts[0] and "1001" in texts[1]
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def test_retries_waits_and_token_fetches_are_logged_without_secrets(
+    sandbox: st.Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="servicetitan")
+    client = sandbox.client(backoff_base=0.01, backoff_max=0.05)
+    tenant = client.tenant(**sandbox.credentials(1001))
+    sandbox.add_fault(route="crm/*", method="GET", status=503, count=2)
+    tenant.get("crm/customers")
+    records = [r for r in caplog.records if r.name == "servicetitan"]
+    messages = [r.getMessage() for r in records]
+    assert any(r.levelno == logging.INFO and "access token" in r.getMessage() for r in records), messages
+    resends = [m for m in messages if "resending" in m]
+    assert len(resends) == 2 and "503" in resends[0] and "tenant=1001" in resends[0], messages
+    # A wait for the client-side limiter is logged too.
+    slow = sandbox.client(rate_limit_calls=1, rate_limit_period=0.3, rate_limit_margin=0.0)
+    slow_tenant = slow.tenant(**sandbox.credentials(1002))
+    slow_tenant.get("crm/customers")
+    slow_tenant.get("crm/customers")
+    messages = [r.getMessage() for r in caplog.records if r.name == "servicetitan"]
+    assert any(m.startswith("waited ") and "rate limiter" in m and "tenant=1002" in m for m in messages), messages
+    for message in messages:
+        for secret in SECRETS:
+            assert secret not in message
+
+
+def test_logging_off_costs_nothing_visible(sandbox: st.Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="servicetitan")
+    tenant = sandbox.client().tenant(**sandbox.credentials(1001))
+    tenant.get("crm/customers")
+    assert not [r for r in caplog.records if r.name == "servicetitan"]
