@@ -1,0 +1,59 @@
+// One measured run, in a process of its own: `node variant.js <engine|fetch> <gets|export> <json>`.
+// Prints {ops, seconds, perSecond, maxRssMb} on stdout.
+const { Client } = require('../../node')
+const { FetchTenant } = require('./fetch-client.js')
+
+const [side, workload, json] = process.argv.slice(2)
+const { baseUrl, appKey, calls, inFlight } = JSON.parse(json)
+const credentials = { clientId: 'cid.sandbox.1001', clientSecret: 'cs1.sandbox-secret-1001' }
+
+function makeTenant() {
+  if (side === 'engine') {
+    const client = new Client({ appKey, authUrl: baseUrl, apiUrl: baseUrl, rateLimit: false, reportRateLimit: false })
+    return client.tenant(1001, credentials)
+  }
+  return new FetchTenant({ authUrl: baseUrl, apiUrl: baseUrl, appKey, tenantId: 1001, ...credentials })
+}
+
+async function gets(tenant) {
+  await tenant.get('crm/customers', side === 'engine' ? { params: { pageSize: 1 } } : { pageSize: 1 }) // token, pool warm
+  let next = 0
+  const started = process.hrtime.bigint()
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < calls) {
+        next++
+        const page = side === 'engine'
+          ? await tenant.get('crm/customers', { params: { page: 1, pageSize: 1 } })
+          : await tenant.get('crm/customers', { page: 1, pageSize: 1 })
+        if (page.data.length !== 1) throw new Error('unexpected page')
+      }
+    }),
+  )
+  return { ops: calls, started }
+}
+
+async function exportAll(tenant) {
+  const started = process.hrtime.bigint()
+  let ops = 0
+  let ids = 0
+  for await (const record of tenant.export('crm/customers')) {
+    ops++
+    ids += record.id > 0 ? 1 : 0 // touch every record, as a consumer would
+  }
+  if (ids !== ops) throw new Error('records without ids')
+  return { ops, started }
+}
+
+async function main() {
+  const tenant = makeTenant()
+  const { ops, started } = await (workload === 'gets' ? gets(tenant) : exportAll(tenant))
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  const maxRssMb = process.resourceUsage().maxRSS / 1024
+  console.log(JSON.stringify({ side, workload, ops, seconds, perSecond: ops / seconds, maxRssMb }))
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exitCode = 1
+})

@@ -1,0 +1,276 @@
+//! `Client` and `Tenant`: options in, engine calls out, JSON bytes back.
+//!
+//! Results cross as the response's JSON bytes and are parsed by `JSON.parse` in the wrapper:
+//! V8 builds objects from JSON text much faster than Node-API can property by property.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Buffer, Function, PromiseRaw};
+use napi::Env;
+use napi_derive::napi;
+use serde_json::Value;
+use servicetitan::{Client, Method, TenantCredentials};
+use tracing::Instrument;
+
+use crate::cancel::{token, unless_cancelled, Canceller};
+use crate::error::{configuration, engine};
+use crate::logging::{self, LogRecord, LoggerRegistration};
+use crate::stream::NativePageStream;
+
+/// `new Client(options)` after the wrapper flattened it; every field falls back to its
+/// environment variable, then to the engine's default. Durations in milliseconds.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeClientOptions {
+    pub app_key: Option<String>,
+    pub environment: Option<String>,
+    pub auth_url: Option<String>,
+    pub api_url: Option<String>,
+    /// 0 turns the per-tenant limiter off.
+    pub rate_limit_calls: Option<u32>,
+    pub rate_limit_period_ms: Option<f64>,
+    pub rate_limit_margin_ms: Option<f64>,
+    /// 0 turns the per-report limiter off.
+    pub report_rate_limit_calls: Option<u32>,
+    pub report_rate_limit_period_ms: Option<f64>,
+    pub max_attempts: Option<u32>,
+    pub backoff_base_ms: Option<f64>,
+    pub backoff_max_ms: Option<f64>,
+    pub timeout_ms: Option<f64>,
+    pub connect_timeout_ms: Option<f64>,
+    pub attempt_timeout_ms: Option<f64>,
+    pub max_retry_after_ms: Option<f64>,
+    /// PEM texts of extra root certificates.
+    pub ca_certificates: Option<Vec<String>>,
+}
+
+/// `client.stats()`.
+#[napi(object)]
+pub struct ClientStats {
+    /// API requests sent (every attempt, resends included; token requests excluded).
+    pub requests: i64,
+    /// Resends: after a 429, a 5xx, a timeout, a connection failure or a 401.
+    pub retries: i64,
+    /// Token requests sent to the token service.
+    pub token_fetches: i64,
+    /// 429 responses received.
+    pub rate_limited: i64,
+    /// Time calls spent waiting for the rate limiters, summed over calls, in milliseconds.
+    pub throttle_wait_ms: f64,
+}
+
+fn millis(name: &str, ms: f64) -> napi::Result<Duration> {
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|_| configuration(format!("invalid {name}: expected a non-negative number of milliseconds, got {ms}")))
+}
+
+#[napi]
+pub struct NativeClient {
+    inner: Client,
+    logger: Option<Arc<LoggerRegistration>>,
+}
+
+/// The span a call runs in: routes its debug output to the client's logger, if it has one.
+fn call_span(logger: &Option<Arc<LoggerRegistration>>) -> tracing::Span {
+    logger.as_ref().map_or_else(tracing::Span::none, |l| l.span())
+}
+
+#[napi]
+impl NativeClient {
+    #[napi(constructor)]
+    pub fn new(options: Option<NativeClientOptions>, logger: Option<Function<LogRecord, ()>>) -> napi::Result<Self> {
+        logging::install();
+        let logger = logger.map(LoggerRegistration::new).transpose()?.map(Arc::new);
+        let o = options.unwrap_or_default();
+        let mut b = Client::builder().language("node");
+        if let Some(v) = o.app_key {
+            b = b.app_key(v);
+        }
+        if let Some(v) = o.environment {
+            b = b.environment_name(v);
+        }
+        if let Some(v) = o.auth_url {
+            b = b.auth_url(v);
+        }
+        if let Some(v) = o.api_url {
+            b = b.api_url(v);
+        }
+        if let (Some(calls), Some(period)) = (o.rate_limit_calls, o.rate_limit_period_ms) {
+            b = b.rate_limit(calls, millis("rateLimit.periodMs", period)?);
+        }
+        if let Some(v) = o.rate_limit_margin_ms {
+            b = b.rate_limit_margin(millis("rateLimit.marginMs", v)?);
+        }
+        if let (Some(calls), Some(period)) = (o.report_rate_limit_calls, o.report_rate_limit_period_ms) {
+            b = b.report_rate_limit(calls, millis("reportRateLimit.periodMs", period)?);
+        }
+        if let Some(v) = o.max_attempts {
+            b = b.max_attempts(v);
+        }
+        if let (Some(base), Some(max)) = (o.backoff_base_ms, o.backoff_max_ms) {
+            b = b.backoff(millis("backoff.baseMs", base)?, millis("backoff.maxMs", max)?);
+        }
+        if let Some(v) = o.timeout_ms {
+            b = b.timeout(millis("timeoutMs", v)?);
+        }
+        if let Some(v) = o.connect_timeout_ms {
+            b = b.connect_timeout(millis("connectTimeoutMs", v)?);
+        }
+        if let Some(v) = o.attempt_timeout_ms {
+            b = b.attempt_timeout(millis("attemptTimeoutMs", v)?);
+        }
+        if let Some(v) = o.max_retry_after_ms {
+            b = b.max_retry_after(millis("maxRetryAfterMs", v)?);
+        }
+        for pem in o.ca_certificates.unwrap_or_default() {
+            b = b.add_root_certificate_pem(pem.into_bytes());
+        }
+        let inner = b.build().map_err(|e| engine(&e))?;
+        Ok(NativeClient { inner, logger })
+    }
+
+    /// A tenant; credentials fall back to `ST_CLIENT_ID` / `ST_CLIENT_SECRET` and are checked now.
+    #[napi]
+    pub fn tenant(
+        &self,
+        id: i64,
+        client_id: Option<String>,
+        client_secret: Option<String>,
+    ) -> napi::Result<NativeTenant> {
+        let credentials = TenantCredentials::resolve(Some(id), client_id, client_secret).map_err(|e| engine(&e))?;
+        let inner = self.inner.try_tenant(credentials).map_err(|e| engine(&e))?;
+        Ok(NativeTenant { inner, logger: self.logger.clone() })
+    }
+
+    #[napi]
+    pub fn stats(&self) -> ClientStats {
+        let s = self.inner.stats();
+        ClientStats {
+            requests: s.requests as i64,
+            retries: s.retries as i64,
+            token_fetches: s.token_fetches as i64,
+            rate_limited: s.rate_limited as i64,
+            throttle_wait_ms: s.throttle_wait.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// One call's options after the wrapper flattened them.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeRequestOptions {
+    /// Query parameters as `[name, value, name, value, …]`: flat, so that crossing into Rust
+    /// is one array of strings.
+    pub query: Option<Vec<String>>,
+    /// The JSON body as text (`JSON.stringify` semantics: `toJSON`, dates, `undefined` members).
+    pub json: Option<String>,
+    pub safe_to_retry: Option<bool>,
+    pub timeout_ms: Option<f64>,
+}
+
+fn pairs(flat: Option<Vec<String>>) -> Vec<(String, String)> {
+    let mut flat = flat.unwrap_or_default().into_iter();
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+        out.push((k, v));
+    }
+    out
+}
+
+#[napi]
+pub struct NativeTenant {
+    inner: servicetitan::Tenant,
+    logger: Option<Arc<LoggerRegistration>>,
+}
+
+#[napi]
+impl NativeTenant {
+    #[napi(getter)]
+    pub fn id(&self) -> i64 {
+        self.inner.id()
+    }
+
+    /// One call; resolves with the response body's bytes (empty for a 204).
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn request<'env>(
+        &self,
+        env: &'env Env,
+        method: String,
+        path: String,
+        options: Option<NativeRequestOptions>,
+        canceller: Option<&Canceller>,
+    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+        let o = options.unwrap_or_default();
+        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| configuration(format!("invalid method {method:?}")))?;
+        let body = match o.json {
+            Some(text) => Some(
+                serde_json::from_str::<Value>(&text).map_err(|e| configuration(format!("invalid json body: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut request = self.inner.request(method, path).query_pairs(pairs(o.query)).json_value(body);
+        if o.safe_to_retry == Some(true) {
+            request = request.safe_to_retry();
+        }
+        if let Some(ms) = o.timeout_ms {
+            request = request.timeout(millis("timeoutMs", ms)?);
+        }
+        let cancel = token(canceller);
+        let call = async move {
+            let bytes = request.send_bytes().await.map_err(|e| engine(&e))?;
+            Ok(Buffer::from(Vec::from(bytes)))
+        };
+        env.spawn_future(unless_cancelled(cancel, call.instrument(call_span(&self.logger))))
+    }
+
+    /// The pages of a page-based list, as raw JSON.
+    #[napi]
+    pub fn paginate(&self, path: String, query: Option<Vec<String>>, page_size: Option<u32>) -> NativePageStream {
+        let mut list = self.inner.paginate::<Value>(path).param_pairs(pairs(query));
+        if let Some(size) = page_size {
+            list = list.page_size(size);
+        }
+        NativePageStream::new(list.raw_pages(), call_span(&self.logger))
+    }
+
+    /// The pages of an export feed, as raw JSON with their `continueFrom`.
+    #[napi]
+    pub fn export(&self, path: String, since: Option<String>, query: Option<Vec<String>>) -> NativePageStream {
+        let mut feed = self.inner.export::<Value>(path).since(since);
+        for (k, v) in pairs(query) {
+            feed = feed.param(k, v);
+        }
+        NativePageStream::new(feed.raw_pages(), call_span(&self.logger))
+    }
+
+    /// A report's data as named records; resolves with a JSON array's bytes.
+    /// `parameters` is a JSON object as text (name → value).
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn report<'env>(
+        &self,
+        env: &'env Env,
+        category: String,
+        report_id: i64,
+        parameters: Option<String>,
+        canceller: Option<&Canceller>,
+    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+        let parameters = match parameters {
+            Some(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => map,
+                Ok(Value::Null) => Default::default(),
+                _ => return Err(configuration("invalid parameters: expected an object of name → value")),
+            },
+            None => Default::default(),
+        };
+        let query = self.inner.report(category, report_id).parameters(parameters);
+        let call = async move {
+            let records = query.records().await.map_err(|e| engine(&e))?;
+            let bytes = serde_json::to_vec(&records)
+                .map_err(|e| napi::Error::from_reason(format!("report rows do not serialize: {e}")))?;
+            Ok(Buffer::from(bytes))
+        };
+        env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
+    }
+}
