@@ -7,8 +7,8 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 
-// The document whose first ```js block is the quick start.
-const QUICKSTART = path.join(__dirname, '..', 'README-quickstart.md')
+// The README, whose first ```js block is the Node quick start.
+const QUICKSTART = path.join(__dirname, '..', '..', 'README.md')
 
 function firstJsBlock(markdown) {
   const match = /```js\n([\s\S]*?)```/.exec(markdown)

@@ -1,6 +1,6 @@
 """The Python code blocks of the quick start run as written (against the embedded sandbox).
 
-Blocks fenced as ```python run in order in one namespace; ```python no-run blocks (real
+Blocks fenced as ```python run in order in one namespace; ```python real-credentials blocks (real
 credentials) are only compiled.
 """
 
@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# The lead pastes the quick start into README.md: point this at README.md then.
-QUICKSTART = ROOT / "python" / "README-quickstart.md"
+QUICKSTART = ROOT / "README.md"
 
 BLOCK = re.compile(r"^```python([^\n]*)\n(.*?)^```", re.S | re.M)
 
@@ -30,7 +29,7 @@ def test_the_quick_start_runs(capsys: pytest.CaptureFixture[str]) -> None:
     namespace: dict[str, object] = {"__name__": "__quickstart__"}
     for i, (flags, code) in enumerate(blocks()):
         compiled = compile(code, f"{QUICKSTART.name} block {i + 1}", "exec")
-        if flags != "no-run":
+        if flags != "real-credentials":
             exec(compiled, namespace)
     out = capsys.readouterr().out
     assert "customers on page 1" in out and "404" in out

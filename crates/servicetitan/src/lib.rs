@@ -78,3 +78,8 @@ pub use request::RequestBuilder;
 pub use reqwest::Method;
 pub use route::KNOWN_MODULES;
 pub use tenant::Tenant;
+
+// The README's Rust examples run as doctests, so the README cannot drift from the API.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: Rust (engine and sandbox), Python, Node, and the Redis-backed ones.
+# Installs what it needs (pip, npm and Debian packages) on a fresh machine. Run from anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (every crate, every target, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "Rust tests (engine and sandbox)"
+cargo test --workspace --exclude servicetitan-python --exclude servicetitan-node
+
+step "Python package"
+scripts/test-python.sh
+
+step "Node package"
+scripts/test-node.sh
+
+step "Redis-backed token cache and rate limiter"
+scripts/test-redis.sh
+
+printf '\nall test suites passed\n'
