@@ -2,13 +2,12 @@
 //! set (`error`, `warn`, `info`, `debug` or `trace`; anything else means `debug`), and to the
 //! `logger` callback of the client whose call produced them.
 //!
-//! Calls of a client with a logger run inside a `servicetitan.node` span naming the logger;
+//! Calls of a client with a logger run inside the engine's route span (`servicetitan.route`) naming the logger;
 //! an event goes to the logger of its enclosing span. The engine never puts a secret in an
 //! event or span field, so nothing needs redacting here. The callback is a weak threadsafe
 //! function: it never keeps the event loop alive.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 
@@ -16,7 +15,7 @@ use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
-use tracing::field::{Field, Visit};
+use servicetitan::log::{is_engine, LogLayer, LogLine, ROUTE_SPAN};
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -36,9 +35,6 @@ pub struct LogRecord {
 }
 
 type LoggerFn = ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true>;
-
-/// The name of the span that routes a call's events to its client's logger.
-pub(crate) const ROUTE_SPAN: &str = "servicetitan.node";
 
 static INSTALL: Once = Once::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -68,7 +64,8 @@ fn stderr_level() -> Option<Level> {
 /// `tracing` statics are its own).
 pub(crate) fn install() {
     INSTALL.call_once(|| {
-        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(NodeLogging));
+        let layer = NodeLogging(LogLayer::new(emit));
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
     });
 }
 
@@ -89,7 +86,7 @@ impl LoggerRegistration {
 
     /// The span to run a call in so that its events reach this logger.
     pub(crate) fn span(&self) -> tracing::Span {
-        tracing::info_span!(target: "servicetitan::node", ROUTE_SPAN, logger = self.id)
+        tracing::info_span!(target: "servicetitan::node", ROUTE_SPAN, route = self.id)
     }
 }
 
@@ -113,67 +110,17 @@ fn level_name(level: &Level) -> &'static str {
     }
 }
 
-fn is_engine(metadata: &Metadata<'_>) -> bool {
-    let target = metadata.target();
-    target == "servicetitan" || target.starts_with("servicetitan::")
-}
+/// The engine's lines (made by its `servicetitan::log` layer) to stderr and to the logger of
+/// the client whose call produced them. Callsites are asked each time (`sometimes`): whether
+/// anyone listens changes as loggers come and go.
+struct NodeLogging<L>(L);
 
-/// A span's fields as `key=value` text, kept in the span's extensions.
-struct SpanFields(String);
-
-/// The logger a `servicetitan.node` span routes to.
-struct RouteTo(Arc<LoggerFn>);
-
-#[derive(Default)]
-struct FieldText {
-    message: String,
-    fields: String,
-    logger: Option<u64>,
-}
-
-impl Visit for FieldText {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "logger" {
-            self.logger = Some(value);
-        } else {
-            self.record_debug(field, &value);
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else {
-            let _ = write!(self.fields, "{}{}={value:?}", sep(&self.fields), field.name());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            let _ = write!(self.fields, "{}{}={value:?}", sep(&self.fields), field.name());
-        }
-    }
-}
-
-fn sep(s: &str) -> &'static str {
-    if s.is_empty() {
-        ""
-    } else {
-        " "
-    }
-}
-
-struct NodeLogging;
-
-impl<S> Layer<S> for NodeLogging
+impl<S, L> Layer<S> for NodeLogging<L>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    L: Layer<S>,
 {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        // `sometimes`: whether anyone listens changes as loggers come and go, so `enabled`
-        // must be asked each time rather than cached per callsite.
         if is_engine(metadata) {
             Interest::sometimes()
         } else {
@@ -187,67 +134,29 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut text = FieldText::default();
-        attrs.record(&mut text);
-        let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        if attrs.metadata().name() == ROUTE_SPAN {
-            let logger = text.logger.and_then(|id| loggers().lock().ok()?.get(&id).cloned());
-            if let Some(logger) = logger {
-                ext.insert(RouteTo(logger));
-            }
-        } else {
-            ext.insert(SpanFields(text.fields));
-        }
+        self.0.on_new_span(attrs, id, ctx)
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let mut text = FieldText::default();
-        values.record(&mut text);
-        let mut ext = span.extensions_mut();
-        if let Some(fields) = ext.get_mut::<SpanFields>() {
-            if !text.fields.is_empty() {
-                let s = sep(&fields.0);
-                fields.0.push_str(s);
-                fields.0.push_str(&text.fields);
-            }
-        }
+        self.0.on_record(id, values, ctx)
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let metadata = event.metadata();
-        let mut text = FieldText::default();
-        event.record(&mut text);
-        let mut line = text.message;
-        if !text.fields.is_empty() {
-            let _ = write!(line, " ({})", text.fields);
-        }
-        let mut route = None;
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                let ext = span.extensions();
-                if let Some(fields) = ext.get::<SpanFields>() {
-                    if !fields.0.is_empty() {
-                        let _ = write!(line, " [{}: {}]", span.name(), fields.0);
-                    }
-                }
-                if let Some(RouteTo(logger)) = ext.get::<RouteTo>() {
-                    route = Some(logger.clone());
-                }
-            }
-        }
-        let level = metadata.level();
-        if stderr_level().is_some_and(|l| *level <= l) {
-            eprintln!("servicetitan {} {}: {line}", level_name(level), metadata.target());
-        }
-        if let Some(logger) = route {
-            let record = LogRecord {
-                level: level_name(level).to_string(),
-                target: metadata.target().to_string(),
-                message: line,
-            };
-            logger.call(record, ThreadsafeFunctionCallMode::NonBlocking);
-        }
+        self.0.on_event(event, ctx)
+    }
+}
+
+fn emit(line: LogLine<'_>) {
+    if stderr_level().is_some_and(|l| line.level <= l) {
+        eprintln!("servicetitan {} {}: {}", level_name(&line.level), line.target, line.message);
+    }
+    let logger = line.route.and_then(|id| loggers().lock().ok()?.get(&id).cloned());
+    if let Some(logger) = logger {
+        let record = LogRecord {
+            level: level_name(&line.level).to_string(),
+            target: line.target.to_string(),
+            message: line.message,
+        };
+        logger.call(record, ThreadsafeFunctionCallMode::NonBlocking);
     }
 }

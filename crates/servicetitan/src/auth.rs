@@ -239,7 +239,10 @@ impl TokenFetcher {
             attempt += 1;
             tracing::Span::current().record("attempts", attempt);
             let wait = match self.exchange(source, attempt).await {
-                Ok(token) => return Ok(token),
+                Ok(token) => {
+                    tracing::info!(attempt, "fetched an access token");
+                    return Ok(token);
+                }
                 Err((error, wait)) => match wait {
                     Some(wait) if attempt < self.retry.max_attempts => wait,
                     _ => return Err(error),

@@ -57,6 +57,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod limit;
+pub mod log;
 mod paging;
 mod reports;
 mod request;

@@ -350,6 +350,7 @@ async fn attempt_once(
     client.counters.throttle_wait_nanos.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     if waited >= Duration::from_millis(1) {
         tracing::Span::current().record("throttle_wait_ms", waited.as_millis() as u64);
+        tracing::debug!(wait_ms = waited.as_millis() as u64, "waited for the rate limiter");
     }
     match admitted {
         Some(Ok(())) => {}
