@@ -64,6 +64,21 @@ export interface ClientOptions {
   /** Extra root certificates (PEM) to trust besides the system's. Env: `ST_CA_BUNDLE` (a file path). */
   caCertificates?: string | Buffer | ReadonlyArray<string | Buffer>
   /**
+   * Share the token cache and the rate limits with every process (on any machine) using this
+   * Redis, e.g. `redis://:password@cache:6379/0`. Off by default. Env: `ST_REDIS_URL`.
+   */
+  redisUrl?: string
+  /** Prefix of every Redis key (default `servicetitan`). Env: `ST_REDIS_KEY_PREFIX`. */
+  redisKeyPrefix?: string
+  /** Encrypt cached tokens with AES-256-GCM under this 32-byte key (hex or base64). Env: `ST_REDIS_TOKEN_KEY`. */
+  redisTokenKey?: string
+  /**
+   * When Redis fails, admit calls under an in-process limit of this share of the budget
+   * (0 < share <= 1) instead of waiting up to 30 s and failing with APIConnectionError.
+   * Env: `ST_REDIS_FALLBACK_SHARE`.
+   */
+  redisFallbackShare?: number
+  /**
    * Receives the engine's debug output (retries, waits, token fetches), never a secret.
    * Without it, set `SERVICETITAN_LOG=debug` to print the same lines to stderr.
    */

@@ -123,6 +123,10 @@ function nativeClientOptions(options) {
     connectTimeoutMs: options.connectTimeoutMs,
     attemptTimeoutMs: options.attemptTimeoutMs,
     maxRetryAfterMs: options.maxRetryAfterMs,
+    redisUrl: options.redisUrl,
+    redisKeyPrefix: options.redisKeyPrefix,
+    redisTokenKey: options.redisTokenKey,
+    redisFallbackShare: options.redisFallbackShare,
   }
   const limit = options.rateLimit
   if (limit === false) {

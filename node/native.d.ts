@@ -125,6 +125,14 @@ export interface NativeClientOptions {
   maxRetryAfterMs?: number
   /** PEM texts of extra root certificates. */
   caCertificates?: Array<string>
+  /** Share tokens and rate limits with every process on this Redis (`ST_REDIS_URL`). */
+  redisUrl?: string
+  /** Prefix of the Redis keys (`ST_REDIS_KEY_PREFIX`, default `servicetitan`). */
+  redisKeyPrefix?: string
+  /** 32-byte key (hex or base64) encrypting the tokens cached in Redis (`ST_REDIS_TOKEN_KEY`). */
+  redisTokenKey?: string
+  /** On Redis failure, an in-process limit at this share of the budget (`ST_REDIS_FALLBACK_SHARE`). */
+  redisFallbackShare?: number
 }
 
 /** One page: the JSON body and, for exports, the token that resumes after it. */

@@ -35,6 +35,12 @@ class Client:
     ``ST_ENVIRONMENT``, ``ST_AUTH_URL``, ``ST_API_URL``, ...), else the default. Durations are
     in seconds.
 
+    Many processes (workers, pods) share one token per credential and one rate budget per tenant
+    with ``redis_url="redis://host:6379/0"`` (``ST_REDIS_URL``); ``redis_key_prefix`` separates
+    deployments, ``redis_token_key`` (32 bytes, hex or base64) encrypts the cached tokens, and
+    ``redis_fallback_share=0.25`` keeps calls going under a quarter of the budget while Redis is
+    down (by default they wait up to 30 s for it, then raise APIConnectionError).
+
     >>> client = Client(app_key="ak1...", environment="integration")
     >>> tenant = client.tenant(1234567, client_id="cid...", client_secret="cs1...")
     >>> tenant.get("crm/customers", params={"page": 1, "pageSize": 50})
@@ -60,6 +66,10 @@ class Client:
         attempt_timeout: Optional[float] = None,
         max_retry_after: Optional[float] = None,
         ca_certificates: Optional[Sequence[str]] = None,
+        redis_url: Optional[str] = None,
+        redis_key_prefix: Optional[str] = None,
+        redis_token_key: Optional[str] = None,
+        redis_fallback_share: Optional[float] = None,
     ) -> Client: ...
     @classmethod
     def from_env(cls) -> Client:
@@ -174,6 +184,10 @@ class AsyncClient:
         attempt_timeout: Optional[float] = None,
         max_retry_after: Optional[float] = None,
         ca_certificates: Optional[Sequence[str]] = None,
+        redis_url: Optional[str] = None,
+        redis_key_prefix: Optional[str] = None,
+        redis_token_key: Optional[str] = None,
+        redis_fallback_share: Optional[float] = None,
     ) -> AsyncClient: ...
     @classmethod
     def from_env(cls) -> AsyncClient: ...

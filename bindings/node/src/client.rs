@@ -43,6 +43,14 @@ pub struct NativeClientOptions {
     pub max_retry_after_ms: Option<f64>,
     /// PEM texts of extra root certificates.
     pub ca_certificates: Option<Vec<String>>,
+    /// Share tokens and rate limits with every process on this Redis (`ST_REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (`ST_REDIS_KEY_PREFIX`, default `servicetitan`).
+    pub redis_key_prefix: Option<String>,
+    /// 32-byte key (hex or base64) encrypting the tokens cached in Redis (`ST_REDIS_TOKEN_KEY`).
+    pub redis_token_key: Option<String>,
+    /// On Redis failure, an in-process limit at this share of the budget (`ST_REDIS_FALLBACK_SHARE`).
+    pub redis_fallback_share: Option<f64>,
 }
 
 /// `client.stats()`.
@@ -125,6 +133,18 @@ impl NativeClient {
         }
         for pem in o.ca_certificates.unwrap_or_default() {
             b = b.add_root_certificate_pem(pem.into_bytes());
+        }
+        if let Some(v) = o.redis_url {
+            b = b.redis_url(v);
+        }
+        if let Some(v) = o.redis_key_prefix {
+            b = b.redis_key_prefix(v);
+        }
+        if let Some(v) = o.redis_token_key {
+            b = b.redis_token_key(v);
+        }
+        if let Some(v) = o.redis_fallback_share {
+            b = b.redis_fallback_share(v);
         }
         let inner = b.build().map_err(|e| engine(&e))?;
         Ok(NativeClient { inner, logger })

@@ -39,6 +39,10 @@ pub(crate) struct Settings {
     pub(crate) attempt_timeout: Option<f64>,
     pub(crate) max_retry_after: Option<f64>,
     pub(crate) ca_certificates: Option<Vec<String>>,
+    pub(crate) redis_url: Option<String>,
+    pub(crate) redis_key_prefix: Option<String>,
+    pub(crate) redis_token_key: Option<String>,
+    pub(crate) redis_fallback_share: Option<f64>,
 }
 
 fn seconds(name: &str, value: f64) -> PyResult<Duration> {
@@ -97,6 +101,18 @@ impl Settings {
         }
         for pem in self.ca_certificates.unwrap_or_default() {
             b = b.add_root_certificate_pem(pem.into_bytes());
+        }
+        if let Some(v) = self.redis_url {
+            b = b.redis_url(v);
+        }
+        if let Some(v) = self.redis_key_prefix {
+            b = b.redis_key_prefix(v);
+        }
+        if let Some(v) = self.redis_token_key {
+            b = b.redis_token_key(v);
+        }
+        if let Some(v) = self.redis_fallback_share {
+            b = b.redis_fallback_share(v);
         }
         Ok(b)
     }
@@ -307,7 +323,8 @@ impl Client {
     #[pyo3(signature = (app_key=None, *, environment=None, auth_url=None, api_url=None, rate_limit_calls=None,
         rate_limit_period=None, rate_limit_margin=None, report_rate_limit_calls=None, report_rate_limit_period=None,
         max_attempts=None, backoff_base=None, backoff_max=None, timeout=None, connect_timeout=None,
-        attempt_timeout=None, max_retry_after=None, ca_certificates=None))]
+        attempt_timeout=None, max_retry_after=None, ca_certificates=None, redis_url=None, redis_key_prefix=None,
+        redis_token_key=None, redis_fallback_share=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -328,6 +345,10 @@ impl Client {
         attempt_timeout: Option<f64>,
         max_retry_after: Option<f64>,
         ca_certificates: Option<Vec<String>>,
+        redis_url: Option<String>,
+        redis_key_prefix: Option<String>,
+        redis_token_key: Option<String>,
+        redis_fallback_share: Option<f64>,
     ) -> PyResult<Self> {
         let settings = Settings {
             app_key,
@@ -347,6 +368,10 @@ impl Client {
             attempt_timeout,
             max_retry_after,
             ca_certificates,
+            redis_url,
+            redis_key_prefix,
+            redis_token_key,
+            redis_fallback_share,
         };
         Ok(Client { core: ClientCore::new(py, settings)? })
     }
@@ -617,7 +642,8 @@ impl AsyncClient {
     #[pyo3(signature = (app_key=None, *, environment=None, auth_url=None, api_url=None, rate_limit_calls=None,
         rate_limit_period=None, rate_limit_margin=None, report_rate_limit_calls=None, report_rate_limit_period=None,
         max_attempts=None, backoff_base=None, backoff_max=None, timeout=None, connect_timeout=None,
-        attempt_timeout=None, max_retry_after=None, ca_certificates=None))]
+        attempt_timeout=None, max_retry_after=None, ca_certificates=None, redis_url=None, redis_key_prefix=None,
+        redis_token_key=None, redis_fallback_share=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -638,6 +664,10 @@ impl AsyncClient {
         attempt_timeout: Option<f64>,
         max_retry_after: Option<f64>,
         ca_certificates: Option<Vec<String>>,
+        redis_url: Option<String>,
+        redis_key_prefix: Option<String>,
+        redis_token_key: Option<String>,
+        redis_fallback_share: Option<f64>,
     ) -> PyResult<Self> {
         let settings = Settings {
             app_key,
@@ -657,6 +687,10 @@ impl AsyncClient {
             attempt_timeout,
             max_retry_after,
             ca_certificates,
+            redis_url,
+            redis_key_prefix,
+            redis_token_key,
+            redis_fallback_share,
         };
         Ok(AsyncClient { core: ClientCore::new(py, settings)? })
     }

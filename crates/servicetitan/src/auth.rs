@@ -113,7 +113,57 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// Removes the token under `key` only if it is `access_token` (a 401 on an old token must
     /// not throw away the new one another caller just fetched).
     fn remove_if<'a>(&'a self, key: &'a TokenKey, access_token: &'a Secret) -> BoxFuture<'a, Result<()>>;
+
+    /// Tries to become the one fetcher of a token for `key` among every process sharing the
+    /// store, for at most `ttl`. `Some` grants it (release it with
+    /// [`unlock_fetch`](Self::unlock_fetch)); `None` means another process is fetching, and
+    /// the caller waits for the token to appear in the store.
+    ///
+    /// The default grants a [`FetchLock::local`] at once: within one process the token cache
+    /// already makes concurrent callers share one fetch.
+    fn try_lock_fetch<'a>(&'a self, key: &'a TokenKey, ttl: Duration) -> BoxFuture<'a, Result<Option<FetchLock>>> {
+        let _ = (key, ttl);
+        Box::pin(futures::future::ready(Ok(Some(FetchLock::local()))))
+    }
+
+    /// Releases a lock from [`try_lock_fetch`](Self::try_lock_fetch), only if it is still
+    /// this owner's (it may have expired and been taken by another process).
+    fn unlock_fetch<'a>(&'a self, key: &'a TokenKey, lock: &'a FetchLock) -> BoxFuture<'a, Result<()>> {
+        let _ = (key, lock);
+        Box::pin(futures::future::ready(Ok(())))
+    }
 }
+
+/// Permission to fetch a token for a key, from [`TokenStore::try_lock_fetch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchLock {
+    owner: Option<String>,
+}
+
+impl FetchLock {
+    /// A lock that coordinates nothing beyond this process (stores that are not shared).
+    pub fn local() -> Self {
+        FetchLock { owner: None }
+    }
+
+    /// A lock held in a shared store under a random `owner` token, which releasing it must
+    /// present.
+    pub fn shared(owner: impl Into<String>) -> Self {
+        FetchLock { owner: Some(owner.into()) }
+    }
+
+    /// The owner token of a shared lock.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+}
+
+/// How long one process may hold the fetch lock: longer than a token request normally takes,
+/// short enough that a process that dies while fetching delays the others only briefly.
+const FETCH_LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// How often a process waiting for another's fetch looks for the token.
+const FETCH_WAIT_POLL: Duration = Duration::from_millis(20);
 
 /// The default [`TokenStore`]: a map in this process.
 #[derive(Debug, Default)]
@@ -222,15 +272,58 @@ impl TokenFetcher {
             attempts = tracing::field::Empty,
         );
         async move {
-            let token = self.fetch(&source).await?;
-            if let Err(e) = self.store.put(&source.key, &token).await {
-                // The token is good even if it could not be shared; the next caller fetches again.
-                tracing::warn!(error = %e, "could not store the token");
+            loop {
+                let Some(lock) = self.store.try_lock_fetch(&source.key, FETCH_LOCK_TTL).await? else {
+                    // Another process is fetching: wait for its token rather than fetch too.
+                    if let Some(token) = self.wait_for_other_fetch(&source.key).await? {
+                        return Ok(token);
+                    }
+                    continue;
+                };
+                if lock.owner().is_some() {
+                    // Another process may have stored a token between our look and the lock.
+                    if let Some(token) = self.store.get(&source.key).await? {
+                        if self.clock.wall() < token.refresh_at {
+                            self.unlock(&source.key, &lock).await;
+                            return Ok(token);
+                        }
+                    }
+                }
+                let result = self.fetch(&source).await;
+                if let Ok(token) = &result {
+                    if let Err(e) = self.store.put(&source.key, token).await {
+                        // The token is good even if it could not be shared; the next caller fetches again.
+                        tracing::warn!(error = %e, "could not store the token");
+                    }
+                }
+                self.unlock(&source.key, &lock).await;
+                return result;
             }
-            Ok(token)
         }
         .instrument(span)
         .await
+    }
+
+    async fn unlock(&self, key: &TokenKey, lock: &FetchLock) {
+        if let Err(e) = self.store.unlock_fetch(key, lock).await {
+            // It expires by itself; the others wait at most its TTL.
+            tracing::warn!(error = %e, "could not release the token fetch lock");
+        }
+    }
+
+    /// Waits, at most one lock TTL, for a token fetched by another process. `None`: none came
+    /// (the fetcher failed or died), so the caller tries for the lock again.
+    async fn wait_for_other_fetch(&self, key: &TokenKey) -> Result<Option<CachedToken>> {
+        let until = self.clock.now() + FETCH_LOCK_TTL;
+        while self.clock.now() < until {
+            self.clock.sleep(FETCH_WAIT_POLL).await;
+            if let Some(token) = self.store.get(key).await? {
+                if self.clock.wall() < token.refresh_at {
+                    return Ok(Some(token));
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn fetch(&self, source: &TokenSource) -> Result<CachedToken> {

@@ -8,11 +8,12 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{MemoryTokenStore, TokenCache, TokenFetcher, TokenSource};
+use crate::auth::{MemoryTokenStore, TokenCache, TokenFetcher, TokenSource, TokenStore};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientBuilder, Config, TenantCredentials};
 use crate::error::{Error, Result};
 use crate::limit::{InProcessLimiter, RateLimiter};
+use crate::redis::{RedisBackend, RedisLimiter, RedisTokenStore};
 use crate::tenant::{Tenant, TenantInner};
 
 /// A ServiceTitan API client for one app key, serving any number of tenants.
@@ -118,9 +119,21 @@ impl Client {
         })?;
 
         let clock = builder.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
-        let store = builder.token_store.clone().unwrap_or_else(|| Arc::new(MemoryTokenStore::new()));
-        let limiter =
-            builder.rate_limiter.clone().unwrap_or_else(|| Arc::new(InProcessLimiter::with_clock(clock.clone())));
+        // Redis, when configured, provides whichever of the two the caller did not give.
+        let redis = match &config.redis {
+            Some(settings) => Some(Arc::new(RedisBackend::new(settings.clone(), clock.clone())?)),
+            None => None,
+        };
+        let store: Arc<dyn TokenStore> = match (builder.token_store.clone(), &redis) {
+            (Some(store), _) => store,
+            (None, Some(backend)) => Arc::new(RedisTokenStore::new(backend.clone())),
+            (None, None) => Arc::new(MemoryTokenStore::new()),
+        };
+        let limiter: Arc<dyn RateLimiter> = match (builder.rate_limiter.clone(), &redis) {
+            (Some(limiter), _) => limiter,
+            (None, Some(backend)) => Arc::new(RedisLimiter::new(backend.clone())),
+            (None, None) => Arc::new(InProcessLimiter::with_clock(clock.clone())),
+        };
         let counters = Arc::new(Counters::default());
         let tokens = TokenCache::new(TokenFetcher {
             http: http.clone(),

@@ -17,6 +17,12 @@
 //! | longest `Retry-After` waited for | [`ClientBuilder::max_retry_after`] | `ST_MAX_RETRY_AFTER_SECS` | 120 s |
 //! | extra root certificates (PEM) | [`ClientBuilder::add_root_certificate_pem`] | `ST_CA_BUNDLE` (a file path) | none |
 //! | proxies | — | `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` | none |
+//! | share tokens and limits through Redis | [`ClientBuilder::redis_url`] | `ST_REDIS_URL` | off (in process) |
+//! | Redis key prefix | [`ClientBuilder::redis_key_prefix`] | `ST_REDIS_KEY_PREFIX` | `servicetitan` |
+//! | encrypt cached tokens (32 bytes, hex or base64) | [`ClientBuilder::redis_token_key`] | `ST_REDIS_TOKEN_KEY` | off |
+//! | on Redis failure, in-process limit at this share | [`ClientBuilder::redis_fallback_share`] | `ST_REDIS_FALLBACK_SHARE` | off: wait, then fail |
+//! | how long calls wait for Redis | [`ClientBuilder::redis_wait`] | `ST_REDIS_WAIT_SECS` | 30 s |
+//! | this host's time in the Lua limiter, not Redis `TIME` | [`ClientBuilder::redis_client_time`] | `ST_REDIS_CLIENT_TIME` (`1`) | off |
 //!
 //! Tenant credentials (see [`TenantCredentials::resolve`]): `ST_TENANT_ID`, `ST_CLIENT_ID`, `ST_CLIENT_SECRET`.
 
@@ -30,6 +36,7 @@ use crate::auth::TokenStore;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::limit::{Quota, RateLimiter};
+use crate::redis::RedisSettings;
 use crate::retry::RetryPolicy;
 
 /// A secret string (client secret, app key, access token): `Debug` and `Display` print `***`.
@@ -269,6 +276,7 @@ pub struct Config {
     pub(crate) timeouts: Timeouts,
     pub(crate) max_retry_after: Duration,
     pub(crate) user_agent: String,
+    pub(crate) redis: Option<RedisSettings>,
 }
 
 impl Config {
@@ -307,6 +315,10 @@ impl Config {
     /// The `User-Agent` sent.
     pub fn user_agent(&self) -> &str {
         &self.user_agent
+    }
+    /// The Redis settings, when tokens and limits are shared through Redis.
+    pub fn redis(&self) -> Option<&RedisSettings> {
+        self.redis.as_ref()
     }
 }
 
@@ -347,6 +359,12 @@ pub struct ClientBuilder {
     max_retry_after: Option<Duration>,
     root_certificates: Vec<Vec<u8>>,
     language: Option<String>,
+    redis_url: Option<Secret>,
+    redis_key_prefix: Option<String>,
+    redis_token_key: Option<Secret>,
+    redis_fallback_share: Option<f64>,
+    redis_wait: Option<Duration>,
+    redis_client_time: Option<bool>,
     pub(crate) token_store: Option<Arc<dyn TokenStore>>,
     pub(crate) rate_limiter: Option<Arc<dyn RateLimiter>>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
@@ -474,6 +492,61 @@ impl ClientBuilder {
     /// set by the Python and Node bindings.
     pub fn language(mut self, language: impl Into<String>) -> Self {
         self.language = Some(language.into());
+        self
+    }
+
+    /// Shares the token cache and the rate limiters with every process using the same Redis
+    /// (and key prefix): `redis://[:password@]host[:port][/db]`. Env: `ST_REDIS_URL`. Default:
+    /// off, everything in process. An explicit [`token_store`](Self::token_store) or
+    /// [`rate_limiter`](Self::rate_limiter) still wins. See [`crate::redis`] for what is shared
+    /// and what happens when Redis fails.
+    ///
+    /// ```no_run
+    /// let client = servicetitan::Client::builder()
+    ///     .app_key("ak1.example")
+    ///     .redis_url("redis://127.0.0.1:6379/0")
+    ///     .redis_fallback_share(0.25)
+    ///     .build()?;
+    /// # Ok::<(), servicetitan::Error>(())
+    /// ```
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(Secret::new(url.into()));
+        self
+    }
+
+    /// Prefix of every Redis key (default `servicetitan`); clients with different prefixes
+    /// share nothing. Env: `ST_REDIS_KEY_PREFIX`.
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis_key_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Encrypts tokens cached in Redis with AES-256-GCM under this 32-byte key (64 hex digits
+    /// or base64); every process needs the same key. Env: `ST_REDIS_TOKEN_KEY`.
+    pub fn redis_token_key(mut self, key: impl Into<Secret>) -> Self {
+        self.redis_token_key = Some(key.into());
+        self
+    }
+
+    /// When Redis fails, admit calls at once under an in-process limit of this share of the
+    /// budget (0 < share ≤ 1) instead of waiting for Redis. Env: `ST_REDIS_FALLBACK_SHARE`.
+    /// Default: off (calls wait up to [`redis_wait`](Self::redis_wait), then fail).
+    pub fn redis_fallback_share(mut self, share: f64) -> Self {
+        self.redis_fallback_share = Some(share);
+        self
+    }
+
+    /// How long a call waits for Redis to come back before failing with a `connection`
+    /// error naming Redis. Env: `ST_REDIS_WAIT_SECS`. Default 30 s.
+    pub fn redis_wait(mut self, wait: Duration) -> Self {
+        self.redis_wait = Some(wait);
+        self
+    }
+
+    /// Passes this host's time to the Redis limiter script instead of using Redis's `TIME`
+    /// (for servers that forbid it). Env: `ST_REDIS_CLIENT_TIME=1`. Default off.
+    pub fn redis_client_time(mut self, on: bool) -> Self {
+        self.redis_client_time = Some(on);
         self
     }
 
@@ -630,6 +703,8 @@ impl ClientBuilder {
         }
         let user_agent = format!("servicetitan-{language}/{}", env!("CARGO_PKG_VERSION"));
 
+        let redis = self.resolve_redis(&env)?;
+
         Ok(Config {
             app_key,
             environment,
@@ -641,7 +716,47 @@ impl ClientBuilder {
             timeouts,
             max_retry_after,
             user_agent,
+            redis,
         })
+    }
+
+    fn resolve_redis(&self, env: &EnvLookup) -> Result<Option<RedisSettings>> {
+        let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let url = match &self.redis_url {
+            Some(url) => Some(url.expose().to_owned()),
+            None => set(env("ST_REDIS_URL")),
+        };
+        let Some(url) = url.filter(|u| !u.trim().is_empty()) else { return Ok(None) };
+        let mut settings = RedisSettings::new(&url)?;
+        if let Some(prefix) = self.redis_key_prefix.clone().or_else(|| set(env("ST_REDIS_KEY_PREFIX"))) {
+            settings = settings.key_prefix(prefix)?;
+        }
+        let token_key = match &self.redis_token_key {
+            Some(k) => Some(k.expose().to_owned()),
+            None => set(env("ST_REDIS_TOKEN_KEY")),
+        };
+        if let Some(key) = token_key {
+            settings = settings.token_key(&key)?;
+        }
+        let share = match self.redis_fallback_share {
+            Some(s) => Some(s),
+            None => env_parse::<f64>(env, "ST_REDIS_FALLBACK_SHARE")?,
+        };
+        if let Some(share) = share {
+            settings = settings.fallback_share(share)?;
+        }
+        let wait = match self.redis_wait {
+            Some(w) => Some(w),
+            None => env_secs(env, "ST_REDIS_WAIT_SECS")?,
+        };
+        if let Some(wait) = wait {
+            settings = settings.wait(wait);
+        }
+        let client_time = match self.redis_client_time {
+            Some(on) => on,
+            None => set(env("ST_REDIS_CLIENT_TIME")).is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on")),
+        };
+        Ok(Some(settings.client_time(client_time)))
     }
 
     fn resolve_environment(&self, env: &EnvLookup) -> Result<Environment> {

@@ -59,6 +59,7 @@ mod error;
 pub mod limit;
 pub mod log;
 mod paging;
+pub mod redis;
 mod reports;
 mod request;
 pub mod retry;

@@ -1,0 +1,174 @@
+//! The Redis limiter against a real redis-server (`ST_TEST_REDIS_URL`, set by scripts/test-redis.sh):
+//! the Lua admission rule under injected time (property-based), the shared cooldown,
+//! cancellation, and what happens when Redis cannot be reached.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use proptest::prelude::*;
+use servicetitan::clock::SystemClock;
+use servicetitan::limit::{Quota, RateLimiter};
+use servicetitan::redis::{RedisBackend, RedisLimiter, RedisSettings};
+use servicetitan::ErrorCode;
+
+/// The test Redis, or `None` (with the reason printed) so that plain `cargo test` passes.
+fn redis_url() -> Option<String> {
+    let url = std::env::var("ST_TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("skipped: ST_TEST_REDIS_URL is not set (scripts/test-redis.sh starts a redis-server and sets it)");
+    }
+    url
+}
+
+fn unique_prefix(test: &str) -> String {
+    format!("t-{test}-{:016x}", fastrand_u64())
+}
+
+fn fastrand_u64() -> u64 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    nanos ^ (std::process::id() as u64).rotate_left(32)
+}
+
+fn backend(url: &str, prefix: &str) -> Arc<RedisBackend> {
+    let settings = RedisSettings::new(url).unwrap().key_prefix(prefix).unwrap();
+    Arc::new(RedisBackend::new(settings, Arc::new(SystemClock)).unwrap())
+}
+
+fn quota(calls: u32, window_ms: u64) -> Quota {
+    Quota { calls, period: Duration::from_millis(window_ms), margin: Duration::ZERO }
+}
+
+fn max_in_any_window(times: &[u64], window: u64) -> usize {
+    (0..times.len()).map(|i| times[i..].iter().take_while(|t| **t < times[i] + window).count()).max().unwrap_or(0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Two "processes" (two backends, two connections) admitting under injected time: the
+    /// script admits exactly when the reference sliding log does, so never more than N in
+    /// any window, and a refused call is told the exact wait until a slot frees.
+    #[test]
+    fn the_lua_limiter_never_admits_more_than_n_in_any_window(
+        calls in 1u32..8,
+        window_ms in 10u64..400,
+        arrivals in proptest::collection::vec((0u64..120, any::<bool>()), 1..120),
+    ) {
+        let Some(url) = redis_url() else { return Ok(()) };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let prefix = unique_prefix("prop");
+            let (a, b) = (backend(&url, &prefix), backend(&url, &prefix));
+            let q = quota(calls, window_ms);
+            let window_us = window_ms * 1000;
+            let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let (mut now_us, mut admitted) = (0u64, Vec::<u64>::new());
+            for (gap_ms, second) in arrivals {
+                now_us += gap_ms * 1000;
+                let at = start + Duration::from_micros(now_us);
+                let backend = if second { &b } else { &a };
+                let answer = backend.try_admit("tenant", Some(q), Some(at)).await.unwrap();
+                let recent: Vec<u64> = admitted.iter().copied().filter(|t| t + window_us > now_us).collect();
+                if recent.len() < calls as usize {
+                    prop_assert_eq!(answer, None, "refused at {} with {} in the window", now_us, recent.len());
+                    admitted.push(now_us);
+                } else {
+                    let frees_at = recent[recent.len() - calls as usize] + window_us;
+                    prop_assert_eq!(answer, Some(Duration::from_micros(frees_at - now_us)));
+                }
+            }
+            prop_assert!(max_in_any_window(&admitted, window_us) <= calls as usize);
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test]
+async fn a_cooldown_set_by_one_process_holds_every_other() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("cool");
+    let (a, b) = (backend(&url, &prefix), backend(&url, &prefix));
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    a.set_cooldown("tenant", Duration::from_secs(5), Some(t0)).await.unwrap();
+    // A shorter pause does not shorten it.
+    b.set_cooldown("tenant", Duration::from_secs(1), Some(t0)).await.unwrap();
+    let at = t0 + Duration::from_secs(2);
+    assert_eq!(b.try_admit("tenant", Some(quota(60, 1000)), Some(at)).await.unwrap(), Some(Duration::from_secs(3)));
+    assert_eq!(b.try_admit("tenant", None, Some(at)).await.unwrap(), Some(Duration::from_secs(3)));
+    assert_eq!(b.try_admit("other", Some(quota(60, 1000)), Some(at)).await.unwrap(), None);
+    assert_eq!(b.try_admit("tenant", Some(quota(60, 1000)), Some(t0 + Duration::from_secs(5))).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn limiters_in_two_processes_share_one_budget_in_real_time() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("share");
+    let limiters = [RedisLimiter::new(backend(&url, &prefix)), RedisLimiter::new(backend(&url, &prefix))];
+    let q = quota(5, 300);
+    let start = Instant::now();
+    let mut admitted = Vec::new();
+    let mut tasks = Vec::new();
+    for limiter in limiters.map(Arc::new) {
+        for _ in 0..6 {
+            let limiter = limiter.clone();
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire("tenant", Some(q)).await.unwrap();
+                start.elapsed()
+            }));
+        }
+    }
+    for task in tasks {
+        admitted.push(task.await.unwrap());
+    }
+    admitted.sort();
+    // 12 calls, 5 per 300 ms: two full windows of waiting for the last two.
+    assert!(admitted[4] < Duration::from_millis(150), "{admitted:?}");
+    assert!(admitted[5] >= Duration::from_millis(290), "{admitted:?}");
+    assert!(admitted[10] >= Duration::from_millis(590), "{admitted:?}");
+}
+
+#[tokio::test]
+async fn a_waiter_dropped_while_sleeping_takes_no_slot() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("cancel");
+    let limiter = Arc::new(RedisLimiter::new(backend(&url, &prefix)));
+    let q = quota(1, 300);
+    limiter.acquire("tenant", Some(q)).await.unwrap();
+    let started = Instant::now();
+    // Refused, then dropped while sleeping to its retry.
+    assert!(tokio::time::timeout(Duration::from_millis(50), limiter.acquire("tenant", Some(q))).await.is_err());
+    tokio::time::sleep(Duration::from_millis(300).saturating_sub(started.elapsed())).await;
+    let waited = Instant::now();
+    limiter.acquire("tenant", Some(q)).await.unwrap();
+    assert!(waited.elapsed() < Duration::from_millis(100), "{:?}", waited.elapsed());
+}
+
+#[tokio::test]
+async fn without_redis_calls_wait_then_fail_with_a_connection_error_naming_redis() {
+    // Needs no server: nothing listens on port 1.
+    let settings = RedisSettings::new("redis://:hunter2@127.0.0.1:1/0").unwrap().wait(Duration::from_millis(400));
+    let limiter = RedisLimiter::new(Arc::new(RedisBackend::new(settings, Arc::new(SystemClock)).unwrap()));
+    let started = Instant::now();
+    let error = limiter.acquire("tenant", Some(quota(5, 1000))).await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(error.code(), ErrorCode::Connection);
+    let message = error.to_string();
+    assert!(message.contains("Redis at redis://:***@127.0.0.1:1/0"), "{message}");
+    assert!(message.contains("API was not called"), "{message}");
+    assert!(!message.contains("hunter2") && !format!("{error:?}").contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn with_a_fallback_share_calls_go_on_at_that_share_of_the_budget() {
+    let settings = RedisSettings::new("redis://127.0.0.1:1").unwrap().fallback_share(0.5).unwrap();
+    let limiter = RedisLimiter::new(Arc::new(RedisBackend::new(settings, Arc::new(SystemClock)).unwrap()));
+    let q = quota(4, 400);
+    let started = Instant::now();
+    for _ in 0..2 {
+        limiter.acquire("tenant", Some(q)).await.unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    // The third waits for the fallback window: 2 of 4, never a burst.
+    limiter.acquire("tenant", Some(q)).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(390), "{:?}", started.elapsed());
+}
