@@ -15,6 +15,7 @@ __all__ = [
     "Tenant",
     "__version__",
     "_after_fork_in_child",
+    "_at_exit",
 ]
 __version__: str
 
@@ -309,3 +310,4 @@ class Sandbox:
     def __exit__(self, *_exc: object) -> bool: ...
 
 def _after_fork_in_child() -> None: ...
+def _at_exit() -> None: ...

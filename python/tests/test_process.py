@@ -174,3 +174,47 @@ def test_ctrl_c_interrupts_a_call_waiting_on_the_rate_limiter() -> None:
     args = "rate_limit_calls=1, rate_limit_period=3.0, rate_limit_margin=0.0"
     # The interrupted call never got its slot, so only the warm-up reached the server.
     assert_ok(run_script(CTRL_C.format(client_args=args, setup="", settle=3.0, seen=1)))
+
+
+def test_the_interpreter_exits_cleanly_after_asyncio_calls_end_at_their_deadlines() -> None:
+    # The asyncio bridge calls into Python after a result is delivered; an interpreter that
+    # finalized meanwhile crashed (segfault or abort) in about one exit in three before the exit
+    # hook that waits for those calls. Several runs make a regression visible.
+    import servicetitan as st
+
+    script = """
+        import asyncio, time
+        import servicetitan as st
+
+        async def main():
+            tenant = st.AsyncClient().tenant()
+            end = time.time() + 1.0
+            async def worker():
+                while (left := end - time.time()) > 0:
+                    try:
+                        await tenant.get("crm/customers", params={"pageSize": 1}, timeout=left)
+                    except st.APITimeoutError:
+                        pass
+            await asyncio.gather(*(worker() for _ in range(8)))
+
+        asyncio.run(main())
+        print("clean exit")
+    """
+    with st.Sandbox() as sandbox:
+        env = {
+            **os.environ,
+            "ST_APP_KEY": sandbox.app_key,
+            "ST_AUTH_URL": sandbox.auth_url,
+            "ST_API_URL": sandbox.api_url,
+            "ST_TENANT_ID": "1001",
+            "ST_CLIENT_ID": "cid.sandbox.1001",
+            "ST_CLIENT_SECRET": "cs1.sandbox-secret-1001",
+            "ST_RATE_LIMIT_PER_SECOND": "20",
+        }
+        for run in range(8):
+            result = subprocess.run(
+                [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=60, env=env
+            )
+            assert result.returncode == 0 and "clean exit" in result.stdout, (
+                f"run {run + 1}: exit code {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )

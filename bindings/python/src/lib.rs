@@ -29,6 +29,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("after_in_child", m.getattr("_after_fork_in_child")?)?;
     py.import("os")?.call_method("register_at_fork", (), Some(&kwargs))?;
+    // Runtime threads must be out of Python before the interpreter finalizes.
+    m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
+    py.import("atexit")?.call_method1("register", (m.getattr("_at_exit")?,))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

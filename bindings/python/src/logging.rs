@@ -33,7 +33,10 @@ fn python_level(level: &Level) -> i32 {
 }
 
 fn emit(line: LogLine<'_>) {
-    // try_attach: events can come from runtime threads while the interpreter shuts down.
+    // Runtime threads must not enter a finalizing interpreter (try_attach alone does not know).
+    if !crate::runtime::python_available() {
+        return;
+    }
     let _ = Python::try_attach(|py| -> PyResult<()> {
         let logger = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
             Ok(py.import("logging")?.call_method1("getLogger", ("servicetitan",))?.unbind())

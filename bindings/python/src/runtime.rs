@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -25,6 +25,19 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
 /// The thread Python delivers signals on; only there is waking up to check them useful.
 static MAIN_THREAD: OnceLock<ThreadId> = OnceLock::new();
+
+/// Tasks of the asyncio bridge still running, counted until their very end: the bridge calls into
+/// Python (`call_soon_threadsafe`, then drops the arguments) *after* the awaited result is
+/// delivered, so the interpreter could otherwise start finalizing while a runtime thread is still
+/// inside Python, and crash there.
+static BRIDGE_TASKS: AtomicUsize = AtomicUsize::new(0);
+/// Set at interpreter exit: from then on runtime threads must not enter Python.
+static EXITING: AtomicBool = AtomicBool::new(false);
+/// Wakes bridge tasks at interpreter exit, so that those still waiting (a call cancelled by
+/// asyncio but not yet finished, say) are dropped instead of calling into Python later.
+static EXIT_NOTIFY: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// The longest the exit hook waits for bridge tasks that are inside Python to leave it.
+const EXIT_DRAIN: Duration = Duration::from_secs(2);
 
 /// How often a blocked call on the main thread looks for Ctrl-C (the issue asks for < 1 s).
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -182,6 +195,22 @@ tokio::task_local! {
     static TASK_LOCALS: std::cell::OnceCell<pyo3_async_runtimes::TaskLocals>;
 }
 
+/// Counts one bridge task from its spawn to the end of its last drop.
+struct BridgeTask;
+
+impl BridgeTask {
+    fn start() -> Self {
+        BRIDGE_TASKS.fetch_add(1, Ordering::AcqRel);
+        BridgeTask
+    }
+}
+
+impl Drop for BridgeTask {
+    fn drop(&mut self) {
+        BRIDGE_TASKS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl pyo3_async_runtimes::generic::Runtime for AsyncRuntime {
     type JoinError = tokio::task::JoinError;
     type JoinHandle = tokio::task::JoinHandle<()>;
@@ -190,15 +219,50 @@ impl pyo3_async_runtimes::generic::Runtime for AsyncRuntime {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        runtime().spawn(fut)
+        let task = BridgeTask::start();
+        runtime().spawn(async move {
+            let exit = EXIT_NOTIFY.notified();
+            let mut exit = std::pin::pin!(exit);
+            exit.as_mut().enable();
+            if python_available() {
+                tokio::select! {
+                    _ = fut => {}
+                    _ = exit => {}
+                }
+            }
+            drop(task);
+        })
     }
 
     fn spawn_blocking<F>(f: F) -> Self::JoinHandle
     where
         F: FnOnce() + Send + 'static,
     {
-        runtime().spawn_blocking(f)
+        let task = BridgeTask::start();
+        runtime().spawn_blocking(move || {
+            f();
+            drop(task);
+        })
     }
+}
+
+/// Whether runtime threads may still call into Python (not once the interpreter is exiting).
+pub(crate) fn python_available() -> bool {
+    !EXITING.load(Ordering::Acquire)
+}
+
+/// Registered with `atexit`: lets the asyncio bridge's tasks leave Python before the interpreter
+/// finalizes, and keeps runtime threads out of it from then on.
+#[pyfunction]
+pub(crate) fn _at_exit(py: Python<'_>) {
+    EXITING.store(true, Ordering::Release);
+    EXIT_NOTIFY.notify_waiters();
+    py.detach(|| {
+        let started = std::time::Instant::now();
+        while BRIDGE_TASKS.load(Ordering::Acquire) > 0 && started.elapsed() < EXIT_DRAIN {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
 }
 
 impl pyo3_async_runtimes::generic::ContextExt for AsyncRuntime {
