@@ -627,7 +627,7 @@ impl ClientBuilder {
         let api_url = parse_base_url(api_base, api_arg)?.as_str().trim_end_matches('/').to_owned();
 
         let margin = match self.rate_limit_margin {
-            Some(m) => m,
+            Some(m) => at_most("rate_limit_margin", m)?,
             None => env_millis(&env, "ST_RATE_LIMIT_MARGIN_MS")?.unwrap_or(Duration::from_millis(100)),
         };
         let rate_limit = match self.rate_limit {
@@ -654,7 +654,7 @@ impl ClientBuilder {
                     if period.is_zero() {
                         return Err(Error::configuration(argument, "the period must be positive"));
                     }
-                    Ok(Some(Quota { calls, period, margin }))
+                    Ok(Some(Quota { calls, period: at_most(argument, period)?, margin }))
                 }
             }
         };
@@ -675,25 +675,35 @@ impl ClientBuilder {
                 env_millis(&env, "ST_BACKOFF_MAX_MS")?.unwrap_or(Duration::from_secs(20)),
             ),
         };
-        let retry = RetryPolicy { max_attempts, base_delay, max_delay };
+        let retry = RetryPolicy {
+            max_attempts,
+            base_delay: at_most("backoff", base_delay)?,
+            max_delay: at_most("backoff", max_delay)?,
+        };
 
-        let pick = |arg: Option<Duration>, var: &str, default: Duration| -> Result<Duration> {
-            let d = match arg {
-                Some(d) => d,
-                None => env_secs(&env, var)?.unwrap_or(default),
+        // A problem is reported under the name the value came by: the argument, or the variable.
+        let pick = |arg: Option<Duration>, argument: &str, var: &str, default: Duration| -> Result<Duration> {
+            let (d, name) = match arg {
+                Some(d) => (d, argument),
+                None => (env_secs(&env, var)?.unwrap_or(default), var),
             };
             if d.is_zero() {
-                return Err(Error::configuration(var, "a timeout must be positive"));
+                return Err(Error::configuration(name, "a timeout must be positive"));
             }
-            Ok(d)
+            at_most(name, d)
         };
         let timeouts = Timeouts {
-            connect: pick(self.connect_timeout, "ST_CONNECT_TIMEOUT_SECS", Duration::from_secs(10))?,
-            attempt: pick(self.attempt_timeout, "ST_ATTEMPT_TIMEOUT_SECS", Duration::from_secs(110))?,
-            total: pick(self.timeout, "ST_TIMEOUT_SECS", Duration::from_secs(300))?,
+            connect: pick(self.connect_timeout, "connect_timeout", "ST_CONNECT_TIMEOUT_SECS", Duration::from_secs(10))?,
+            attempt: pick(
+                self.attempt_timeout,
+                "attempt_timeout",
+                "ST_ATTEMPT_TIMEOUT_SECS",
+                Duration::from_secs(110),
+            )?,
+            total: pick(self.timeout, "timeout", "ST_TIMEOUT_SECS", Duration::from_secs(300))?,
         };
         let max_retry_after = match self.max_retry_after {
-            Some(d) => d,
+            Some(d) => at_most("max_retry_after", d)?,
             None => env_secs(&env, "ST_MAX_RETRY_AFTER_SECS")?.unwrap_or(Duration::from_secs(120)),
         };
 
@@ -862,15 +872,30 @@ fn env_parse<T: std::str::FromStr>(env: &EnvLookup, name: &str) -> Result<Option
     }
 }
 
+/// The longest duration any setting takes: longer ones are surely mistakes, and would overflow
+/// the clock arithmetic of deadlines.
+pub(crate) const MAX_SETTING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `d`, or a `configuration` error naming `argument` if it is longer than [`MAX_SETTING`].
+pub(crate) fn at_most(argument: &str, d: Duration) -> Result<Duration> {
+    if d > MAX_SETTING {
+        return Err(Error::configuration(argument, "durations are limited to 30 days"));
+    }
+    Ok(d)
+}
+
 fn env_secs(env: &EnvLookup, name: &str) -> Result<Option<Duration>> {
     let secs = env_parse::<f64>(env, name)?;
     match secs {
-        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) if s.is_finite() && s >= 0.0 => match Duration::try_from_secs_f64(s) {
+            Ok(d) => at_most(name, d).map(Some),
+            Err(_) => Err(Error::configuration(name, "durations are limited to 30 days")),
+        },
         Some(_) => Err(Error::configuration(name, "must be a non-negative number of seconds")),
         None => Ok(None),
     }
 }
 
 fn env_millis(env: &EnvLookup, name: &str) -> Result<Option<Duration>> {
-    Ok(env_parse::<u64>(env, name)?.map(Duration::from_millis))
+    env_parse::<u64>(env, name)?.map(|ms| at_most(name, Duration::from_millis(ms))).transpose()
 }

@@ -135,7 +135,11 @@ impl RequestBuilder {
             query: self.query,
             body,
             report_id: None,
-            timeout: self.timeout,
+            timeout: match self.timeout {
+                Some(t) if t.is_zero() => return Err(Error::configuration("timeout", "a timeout must be positive")),
+                Some(t) => Some(crate::config::at_most("timeout", t)?),
+                None => None,
+            },
         };
         Ok((self.tenant, call))
     }
@@ -247,12 +251,14 @@ async fn execute_in_span(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
             }
             Attempt::Retry { error, wait, cool_down } => {
                 if let Some(key) = &cool_down {
+                    // A wait longer than the caller allows fails this call at once, and is not
+                    // imposed on the others either: they would only sit out their deadlines.
+                    if wait > config.max_retry_after {
+                        break Err(error);
+                    }
                     // Tell the limiter first, so every caller of this key pauses, this one too.
                     if let Err(e) = client.limiter.cool_down(key, wait).await {
                         break Err(e);
-                    }
-                    if wait > config.max_retry_after {
-                        break Err(error);
                     }
                 }
                 (error, wait, cool_down.is_none(), true)

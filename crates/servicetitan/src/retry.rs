@@ -43,10 +43,18 @@ pub(crate) fn is_idempotent(method: &Method) -> bool {
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0).then(|| announced(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_ANNOUNCED_WAIT))
+}
+
+/// The longest wait a server's answer is taken to announce: anything longer (a mistake, or a
+/// hostile proxy) is read as this, which is far above any `max_retry_after`, so the call fails.
+pub(crate) const MAX_ANNOUNCED_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+fn announced(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(MAX_ANNOUNCED_WAIT).min(MAX_ANNOUNCED_WAIT)
 }
 
 /// The wait announced in a 429's title, e.g. "Rate limit is exceeded. Try again in 12 seconds."
@@ -58,13 +66,24 @@ pub(crate) fn seconds_in_title(title: &str) -> Option<Duration> {
             return None;
         }
         let secs: f64 = pair[0].parse().ok()?;
-        (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+        (secs.is_finite() && secs >= 0.0).then(|| announced(secs))
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_announced_waits_are_capped_not_panics() {
+        let now = SystemTime::UNIX_EPOCH;
+        for value in ["1e20", "10000000000000000000", "1e308"] {
+            assert_eq!(parse_retry_after(value, now), Some(MAX_ANNOUNCED_WAIT), "{value}");
+        }
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), Some(MAX_ANNOUNCED_WAIT));
+        assert_eq!(seconds_in_title("Try again in 1e30 seconds."), Some(MAX_ANNOUNCED_WAIT));
+        assert_eq!(parse_retry_after("2.5", now), Some(Duration::from_millis(2500)));
+    }
 
     #[test]
     fn backoff_is_capped_and_jittered() {

@@ -43,6 +43,21 @@ fn bad_client_settings_are_refused_naming_the_argument() {
         "ST_MAX_ATTEMPTS",
     );
     refused(none().app_key("ak1.x").add_root_certificate_pem("not a certificate").build(), "root_certificate");
+    // Durations that would overflow deadline arithmetic are refused, not a panic later.
+    refused(none().app_key("ak1.x").timeout(Duration::from_secs(u64::MAX / 2)).build(), "timeout");
+    refused(none().app_key("ak1.x").timeout(Duration::ZERO).build(), "timeout");
+    refused(none().app_key("ak1.x").rate_limit(60, Duration::from_secs(u64::MAX)).build(), "rate_limit");
+    refused(none().app_key("ak1.x").max_retry_after(Duration::MAX).build(), "max_retry_after");
+    refused(
+        Client::builder().env_lookup(env(&[("ST_APP_KEY", "ak1.x"), ("ST_TIMEOUT_SECS", "1e30")])).build(),
+        "ST_TIMEOUT_SECS",
+    );
+    refused(
+        Client::builder()
+            .env_lookup(env(&[("ST_APP_KEY", "ak1.x"), ("ST_RATE_LIMIT_MARGIN_MS", "18446744073709551615")]))
+            .build(),
+        "ST_RATE_LIMIT_MARGIN_MS",
+    );
 }
 
 #[test]

@@ -207,3 +207,20 @@ async fn a_dropped_call_is_cancelled() {
     assert_eq!(route_count(&sandbox, LIST), 2);
     assert_eq!(client.stats().retries, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_fails_that_call_fast_and_stalls_no_other() {
+    let sandbox = start(unlimited()).await;
+    let client = builder(&sandbox).build().unwrap();
+    let tenant = tenant(&client, &sandbox, 0);
+    tenant.get("crm/customers").send_json().await.expect("warm-up");
+    for retry_after in ["1e20", "10000000000000000000", "3600"] {
+        sandbox.add_fault(Fault { retry_after: Some(retry_after.into()), ..fault("GET", 429, 1) });
+        let started = Instant::now();
+        let e = tenant.get("crm/customers").send_json().await.expect_err("longer than max_retry_after");
+        assert_eq!(e.code(), ErrorCode::RateLimited, "{retry_after}: {e}");
+        // The next call is not held back by a pause the caller would never wait for.
+        tenant.get("crm/customers").send_json().await.expect("not stalled");
+        assert!(started.elapsed() < Duration::from_secs(10), "{retry_after}: {:?}", started.elapsed());
+    }
+}
