@@ -163,7 +163,42 @@ function nativeClientOptions(options) {
     const list = Array.isArray(options.caCertificates) ? options.caCertificates : [options.caCertificates]
     o.caCertificates = list.map((pem) => pem.toString())
   }
+  // napi would wrap a negative or fractional number into a huge u32 (rateLimit.calls: -1 meant
+  // no limit at all), so numbers are checked here, under the names the caller used.
+  wholeNumber(o.maxAttempts, 'maxAttempts')
+  wholeNumber(o.rateLimitCalls, 'rateLimit.calls')
+  wholeNumber(o.reportRateLimitCalls, 'reportRateLimit.calls')
+  for (const [key, name] of [
+    ['rateLimitPeriodMs', 'rateLimit.periodMs'],
+    ['rateLimitMarginMs', 'rateLimit.marginMs'],
+    ['reportRateLimitPeriodMs', 'reportRateLimit.periodMs'],
+    ['backoffBaseMs', 'backoff.baseMs'],
+    ['backoffMaxMs', 'backoff.maxMs'],
+    ['timeoutMs', 'timeoutMs'],
+    ['connectTimeoutMs', 'connectTimeoutMs'],
+    ['attemptTimeoutMs', 'attemptTimeoutMs'],
+    ['maxRetryAfterMs', 'maxRetryAfterMs'],
+  ]) {
+    const value = o[key]
+    if (value != null && !(typeof value === 'number' && Number.isFinite(value) && value >= 0)) {
+      throw new errors.ConfigurationError(
+        `invalid ${name}: expected a non-negative number of milliseconds, got ${JSON.stringify(value)}`,
+        { argument: name },
+      )
+    }
+  }
   return o
+}
+
+/** A whole number from 0 to 2^32 - 1 (what the addon's u32 takes), or absent. */
+function wholeNumber(value, argument, min = 0) {
+  if (value == null) return
+  if (!Number.isInteger(value) || value < min || value > 0xffffffff) {
+    throw new errors.ConfigurationError(
+      `invalid ${argument}: expected a whole number from ${min} to 4294967295, got ${JSON.stringify(value)}`,
+      { argument },
+    )
+  }
 }
 
 /**
@@ -272,6 +307,7 @@ class Tenant {
    * for await (const customer of tenant.paginate('crm/customers', { pageSize: 500 })) { … }
    */
   paginate(path, options = {}) {
+    wholeNumber(options.pageSize, 'pageSize', 1)
     const stream = callNative(() => this.#native.paginate(path, flatQuery(options.params), options.pageSize))
     return new ExportFeed(PRIVATE, stream, options.signal, null)
   }

@@ -89,6 +89,18 @@ test('bad input is a ConfigurationError before any request', async (t) => {
   assert.throws(() => new Client({ ...clientOptions(sandbox), environment: 'staging' }), /staging/)
   assert.throws(() => new Client({ rateLimit: { calls: 5 } }), st.ConfigurationError)
   assert.throws(() => new Client({ ...clientOptions(sandbox), timeoutMs: -1 }), st.ConfigurationError)
+  // Numbers the addon takes as u32 are checked, not wrapped (calls: -1 once meant no limit).
+  for (const options of [
+    { rateLimit: { calls: -1, periodMs: 1000 } },
+    { rateLimit: { calls: 2.7, periodMs: 1000 } },
+    { maxAttempts: -1 },
+    { maxAttempts: 'x' },
+    { reportRateLimit: { calls: 5, periodMs: Number.NaN } },
+  ]) {
+    assert.throws(() => new Client({ ...clientOptions(sandbox), ...options }), st.ConfigurationError, JSON.stringify(options))
+  }
+  // Durations beyond what the engine takes are refused by the engine, not a panic.
+  assert.throws(() => new Client({ ...clientOptions(sandbox), timeoutMs: 1e22 }), st.ConfigurationError)
   const client = new Client(clientOptions(sandbox))
   assert.throws(() => client.tenant(0, credentials(sandbox)), st.ConfigurationError)
   assert.throws(() => client.tenant(1.5, credentials(sandbox)), st.ConfigurationError)
