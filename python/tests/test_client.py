@@ -161,3 +161,47 @@ def test_logging_off_costs_nothing_visible(sandbox: st.Sandbox, caplog: pytest.L
     tenant = sandbox.client().tenant(**sandbox.credentials(1001))
     tenant.get("crm/customers")
     assert not [r for r in caplog.records if r.name == "servicetitan"]
+
+
+async def test_an_async_export_cancelled_mid_fetch_loses_no_page() -> None:
+    # A page that arrives just as its __anext__ is cancelled must be handed out by the next
+    # __anext__, or its records are lost and the checkpoint skips them. To hit that moment every
+    # time, the test holds the GIL (a long switch interval and a busy wait) while the page
+    # arrives, then cancels: the bridge then finds the task cancelled when it gets the GIL.
+    import asyncio
+    import sys
+    import time
+
+    route = "GET crm/v2/tenant/{tenant}/export/customers"
+    with st.Sandbox(records=1000, export_page_size=100) as sandbox:
+        tenant = sandbox.async_client().tenant(**sandbox.credentials(1001))
+        feed = tenant.export("crm/customers")
+        iterator = feed.__aiter__()
+        seen: list[int] = []
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)
+        try:
+            for page in range(10):
+                # The buffer is empty: this __anext__ fetches the next page.
+                task = asyncio.ensure_future(iterator.__anext__())
+                await asyncio.sleep(0)
+                deadline = time.monotonic() + 5
+                while sandbox.stats()["routes"].get(route, 0) <= page and time.monotonic() < deadline:
+                    pass  # busy: keeps the GIL
+                busy_until = time.monotonic() + 0.05
+                while time.monotonic() < busy_until:
+                    pass  # the page reaches the client meanwhile, but cannot enter Python
+                task.cancel()
+                try:
+                    seen.append((await task)["id"])
+                except asyncio.CancelledError:
+                    pass
+                for _ in range(99 if len(seen) % 100 else 100):
+                    seen.append((await iterator.__anext__())["id"])
+        finally:
+            sys.setswitchinterval(interval)
+        rest = [r["id"] async for r in iterator]
+        assert rest == []
+        assert len(seen) == len(set(seen)) == 1000, f"{len(seen)} records, {len(set(seen))} distinct"
+        resumed = [r["id"] async for r in tenant.export("crm/customers", since=feed.continue_from)]
+        assert resumed == [], f"{len(resumed)} records after the checkpoint {feed.continue_from!r}"

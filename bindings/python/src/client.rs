@@ -540,6 +540,9 @@ struct Buffer {
     page_checkpoint: Option<String>,
     checkpoint: Option<String>,
     done: bool,
+    /// A fetched page whose `__anext__` was cancelled before it reached Python: handed out by the
+    /// next `__anext__`, so no page is lost and the checkpoint never skips one.
+    stashed: Option<Option<servicetitan::Result<RawPage>>>,
 }
 
 impl Buffer {
@@ -887,9 +890,22 @@ impl AsyncRecords {
 /// The next page, arriving in Python: loaded into the buffer with the GIL held, then the first
 /// record handed out (or the end of iteration raised).
 struct Arrival {
-    page: Option<servicetitan::Result<RawPage>>,
+    /// The stream's next item (`None`: the end); taken when it reaches Python.
+    page: Option<Option<servicetitan::Result<RawPage>>>,
     buffer: Arc<Mutex<Buffer>>,
-    pages: SharedPages,
+    /// The stream, held until the page is in the buffer or stashed, so that the next fetch
+    /// cannot overtake it and pages always reach the caller in order.
+    stream: tokio::sync::OwnedMutexGuard<ForkLeaked<PageStream<RawPage>>>,
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        // Never converted: the asyncio task was cancelled after the page was fetched. The next
+        // fetch (which waits for the stream) hands it out first.
+        if let Some(page) = self.page.take() {
+            self.buffer.lock().unwrap_or_else(|p| p.into_inner()).stashed = Some(page);
+        }
+    }
 }
 
 impl<'py> IntoPyObject<'py> for Arrival {
@@ -897,8 +913,8 @@ impl<'py> IntoPyObject<'py> for Arrival {
     type Output = Bound<'py, PyAny>;
     type Error = PyErr;
 
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut page = self.page;
+    fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut page = self.page.take().flatten();
         loop {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
             match page {
@@ -918,11 +934,10 @@ impl<'py> IntoPyObject<'py> for Arrival {
             drop(buffer);
             // An empty page that is not the last (an export catching up): rare, so the next one
             // is fetched right here, on pyo3-async-runtimes' blocking thread, GIL released.
-            let pages = self.pages.clone();
+            let stream = &mut self.stream;
             page = py.detach(move || {
                 futures::executor::block_on(async move {
-                    let mut guard = pages.lock().await;
-                    match guard.get_mut() {
+                    match stream.get_mut() {
                         Some(stream) => futures::StreamExt::next(stream).await,
                         None => Some(Err(servicetitan::Error::new(
                             servicetitan::ErrorCode::Configuration,
@@ -937,13 +952,18 @@ impl<'py> IntoPyObject<'py> for Arrival {
 
 fn fetch_next<'py>(py: Python<'py>, pages: SharedPages, buffer: Arc<Mutex<Buffer>>) -> PyResult<Bound<'py, PyAny>> {
     to_asyncio(py, async move {
-        let mut guard = pages.clone().lock_owned().await;
-        let Some(stream) = guard.get_mut() else {
-            return Err(forked_stream_error());
+        let mut guard = pages.lock_owned().await;
+        let stashed = buffer.lock().unwrap_or_else(|p| p.into_inner()).stashed.take();
+        let page = match stashed {
+            Some(page) => page,
+            None => {
+                let Some(stream) = guard.get_mut() else {
+                    return Err(forked_stream_error());
+                };
+                futures::StreamExt::next(stream).await
+            }
         };
-        let page = futures::StreamExt::next(stream).await;
-        drop(guard);
-        Ok(Arrival { page, buffer, pages })
+        Ok(Arrival { page: Some(page), buffer, stream: guard })
     })
 }
 
