@@ -15,7 +15,8 @@ step "Rust: sync"
 "target/$CARGO_BUILD_TARGET/release/examples/sync" "$records"
 
 step "Python: installing the package into .venv (release)"
-[ -x .venv/bin/python ] || python3 -m venv .venv
+source scripts/python-venv.sh
+ensure_venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check .
 step "Python: sync"
 .venv/bin/python python/examples/sync.py "$records"

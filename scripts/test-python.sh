@@ -20,20 +20,8 @@ VENV="${VENV:-.venv}"
 
 step() { printf '\n== %s\n' "$*"; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-    step "creating $VENV"
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        # Debian's python3 lacks ensurepip unless python3-venv is installed.
-        rm -rf "$VENV"
-        if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-            apt-get install -y -qq python3-venv >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
-            "$PYTHON" -m venv "$VENV"
-        else
-            "$PYTHON" -m pip install --user -q virtualenv
-            "$PYTHON" -m virtualenv -q "$VENV"
-        fi
-    fi
-fi
+source scripts/python-venv.sh
+ensure_venv "$VENV" "$PYTHON"
 VENV="$(cd "$VENV" && pwd)"  # absolute: maturin is told where the venv is
 PY="$VENV/bin/python"
 
