@@ -150,6 +150,58 @@ export declare class Tenant {
   export<T = ApiRecord>(path: string, options?: ExportOptions): ExportFeed<T>
   /** A report's data, rows as objects keyed by field name. */
   report<T = ApiRecord>(category: string, reportId: number, options?: ReportOptions): Promise<T[]>
+  /** The report categories, e.g. `{ id: 'operations', name: 'Operations' }`. */
+  reportCategories(options?: CallOptions): Promise<ReportCategory[]>
+  /** The reports of a category. */
+  reports(category: string, options?: CallOptions): Promise<ReportSummary[]>
+  /** A report's description: its parameters (what `report` takes) and fields (the row keys). */
+  reportMetadata(category: string, reportId: number, options?: CallOptions): Promise<ReportMetadata>
+}
+
+/** A report category (`tenant.reportCategories()`). */
+export interface ReportCategory {
+  /** The id used in paths, e.g. `'operations'`. */
+  id: string
+  name: string
+}
+
+/** A report in a category (`tenant.reports(category)`). */
+export interface ReportSummary {
+  id: number
+  name: string
+  description: string | null
+}
+
+/** A report's parameter. */
+export interface ReportParameter {
+  /** The name to pass in `parameters`. */
+  name: string
+  label: string | null
+  /** `'String'`, `'Number'`, `'Boolean'`, `'Date'`, `'Time'`… */
+  dataType: string | null
+  /** Takes a list of values. */
+  isArray: boolean
+  /** Must be given. */
+  isRequired: boolean
+  /** Where allowed values come from, as the server sent it. */
+  acceptValues: unknown
+}
+
+/** A report's output column. */
+export interface ReportField {
+  /** The key of this column in the rows `report` resolves with. */
+  name: string
+  label: string | null
+  dataType: string | null
+}
+
+/** A report's description (`tenant.reportMetadata(category, reportId)`). */
+export interface ReportMetadata {
+  id: number
+  name: string
+  description: string | null
+  parameters: ReportParameter[]
+  fields: ReportField[]
 }
 
 /** An export feed being read. */

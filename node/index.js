@@ -338,6 +338,24 @@ class Tenant {
     )
     return JSON.parse(body.toString('utf8'))
   }
+
+  /** The report categories: `[{ id, name }]`. */
+  async reportCategories(options = {}) {
+    const body = await withSignal(options.signal, (c) => this.#native.reportCategories(c))
+    return JSON.parse(body.toString('utf8'))
+  }
+
+  /** The reports of a category: `[{ id, name, description }]`. */
+  async reports(category, options = {}) {
+    const body = await withSignal(options.signal, (c) => this.#native.reports(category, c))
+    return JSON.parse(body.toString('utf8'))
+  }
+
+  /** A report's description: `{ id, name, description, parameters, fields }`. */
+  async reportMetadata(category, reportId, options = {}) {
+    const body = await withSignal(options.signal, (c) => this.#native.reportMetadata(category, reportId, c))
+    return JSON.parse(body.toString('utf8'))
+  }
 }
 
 /**

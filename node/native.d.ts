@@ -71,6 +71,15 @@ export declare class NativeTenant {
    * `parameters` is a JSON object as text (name → value).
    */
   report(category: string, reportId: number, parameters?: string | undefined | null, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** The report categories; resolves with a JSON array's bytes (`{ id, name }` each). */
+  reportCategories(canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** The reports of a category; resolves with a JSON array's bytes (`{ id, name, description }` each). */
+  reports(category: string, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /**
+   * A report's description; resolves with a JSON object's bytes
+   * (`{ id, name, description, parameters, fields }`).
+   */
+  reportMetadata(category: string, reportId: number, canceller?: Canceller | undefined | null): Promise<Buffer>
 }
 
 /** `client.stats()`. */

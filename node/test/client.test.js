@@ -155,6 +155,25 @@ test('report resolves with rows keyed by field name', async (t) => {
   await assert.rejects(tenant.report('operations', 999999), st.NotFoundError)
 })
 
+test('the report catalog resolves with plain objects under the API\'s names', async (t) => {
+  const { tenant } = setup(t)
+  const categories = await tenant.reportCategories()
+  assert.ok(categories.map((c) => c.id).includes('operations'))
+  const reports = await tenant.reports('operations', { signal: new AbortController().signal })
+  assert.ok(reports.map((r) => r.id).includes(175))
+  const metadata = await tenant.reportMetadata('operations', 175)
+  assert.equal(metadata.id, 175)
+  const from = metadata.parameters.find((p) => p.name === 'From')
+  assert.equal(from.isRequired, true)
+  assert.equal(from.dataType, 'Date')
+  assert.equal(typeof from.isArray, 'boolean')
+  assert.ok(metadata.fields.length > 0)
+  assert.ok('dataType' in metadata.fields[0] && 'label' in metadata.fields[0])
+  await assert.rejects(tenant.reports('no-such-category'), st.NotFoundError)
+  const reason = new Error('stop')
+  await assert.rejects(tenant.reportMetadata('operations', 175, { signal: AbortSignal.abort(reason) }), (err) => err === reason)
+})
+
 test('stats count requests, retries and token fetches', async (t) => {
   const { tenant, client, sandbox } = setup(t, {}, { backoff: { baseMs: 10, maxMs: 50 } })
   sandbox.addFault({ route: 'crm/*', method: 'GET', status: 503, count: 2 })

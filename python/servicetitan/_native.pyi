@@ -150,6 +150,27 @@ class Tenant:
         >>> tenant.report("operations", 175, parameters={"From": "2026-01-01"})
         """
 
+    def report_categories(self) -> List[Dict[str, Any]]:
+        """The report categories, as dicts with ``id`` and ``name``.
+
+        >>> [c["id"] for c in tenant.report_categories()]
+        ['operations', ...]
+        """
+
+    def reports(self, category: str) -> List[Dict[str, Any]]:
+        """The reports of a category, as dicts with ``id``, ``name`` and ``description``.
+
+        >>> tenant.reports("operations")[0]["id"]
+        """
+
+    def report_metadata(self, category: str, report_id: int) -> Dict[str, Any]:
+        """A report's description: ``id``, ``name``, ``description``, ``parameters`` (each with
+        ``name``, ``label``, ``dataType``, ``isArray``, ``isRequired``, ``acceptValues``) and
+        ``fields`` (each with ``name``, ``label``, ``dataType``), keys as the API spells them.
+
+        >>> [p["name"] for p in tenant.report_metadata("operations", 175)["parameters"] if p["isRequired"]]
+        """
+
 @final
 class Records:
     """The records of ``paginate()`` or ``export()``; iterate it."""
@@ -243,6 +264,14 @@ class AsyncTenant:
     def report(
         self, category: str, report_id: int, *, parameters: Optional[Mapping[str, _JSON]] = None
     ) -> Awaitable[List[Dict[str, Any]]]: ...
+    def report_categories(self) -> Awaitable[List[Dict[str, Any]]]:
+        """>>> categories = await tenant.report_categories()  # dicts with id, name"""
+
+    def reports(self, category: str) -> Awaitable[List[Dict[str, Any]]]:
+        """>>> reports = await tenant.reports("operations")  # dicts with id, name, description"""
+
+    def report_metadata(self, category: str, report_id: int) -> Awaitable[Dict[str, Any]]:
+        """>>> meta = await tenant.report_metadata("operations", 175)  # see Tenant.report_metadata"""
 
 @final
 class AsyncRecords:

@@ -113,6 +113,39 @@ def test_paging_export_and_reports(sandbox: st.Sandbox, tenant: st.Tenant) -> No
         tenant.report("operations", 175, parameters={})
 
 
+def _check_report_catalog(categories: object, reports: object, metadata: object) -> None:
+    assert isinstance(categories, list) and all(type(c) is dict for c in categories)
+    assert "operations" in [c["id"] for c in categories]
+    assert isinstance(reports, list) and 175 in [r["id"] for r in reports]
+    assert type(metadata) is dict and metadata["id"] == 175 and metadata["fields"]
+    start = next(p for p in metadata["parameters"] if p["name"] == "From")
+    assert start["isRequired"] is True and start["dataType"] == "Date" and type(start["isArray"]) is bool
+    assert {"name", "label", "dataType"} <= set(metadata["fields"][0])
+
+
+def test_report_catalog_arrives_as_dicts_with_the_apis_names(tenant: st.Tenant) -> None:
+    _check_report_catalog(
+        tenant.report_categories(), tenant.reports("operations"), tenant.report_metadata("operations", 175)
+    )
+    with pytest.raises(st.NotFoundError):
+        tenant.reports("no-such-category")
+
+
+async def test_async_report_catalog_is_the_same(sandbox: st.Sandbox, tenant: st.Tenant) -> None:
+    async_tenant = sandbox.async_client().tenant(**sandbox.credentials(1001))
+    categories = await async_tenant.report_categories()
+    reports = await async_tenant.reports("operations")
+    metadata = await async_tenant.report_metadata("operations", 175)
+    _check_report_catalog(categories, reports, metadata)
+    assert (categories, reports, metadata) == (
+        tenant.report_categories(),
+        tenant.reports("operations"),
+        tenant.report_metadata("operations", 175),
+    )
+    with pytest.raises(st.NotFoundError):
+        await async_tenant.reports("no-such-category")
+
+
 def test_a_failed_page_ends_iteration_with_the_error(sandbox: st.Sandbox, tenant: st.Tenant) -> None:
     records = tenant.paginate("crm/customers", page_size=100)
     next(records)

@@ -293,4 +293,52 @@ impl NativeTenant {
         };
         env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
     }
+
+    /// The report categories; resolves with a JSON array's bytes (`{ id, name }` each).
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn report_categories<'env>(
+        &self,
+        env: &'env Env,
+        canceller: Option<&Canceller>,
+    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+        let tenant = self.inner.clone();
+        let call = async move { json_bytes(&tenant.report_categories().await.map_err(|e| engine(&e))?) };
+        env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
+    }
+
+    /// The reports of a category; resolves with a JSON array's bytes (`{ id, name, description }` each).
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn reports<'env>(
+        &self,
+        env: &'env Env,
+        category: String,
+        canceller: Option<&Canceller>,
+    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+        let tenant = self.inner.clone();
+        let call = async move { json_bytes(&tenant.reports(&category).await.map_err(|e| engine(&e))?) };
+        env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
+    }
+
+    /// A report's description; resolves with a JSON object's bytes
+    /// (`{ id, name, description, parameters, fields }`).
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn report_metadata<'env>(
+        &self,
+        env: &'env Env,
+        category: String,
+        report_id: i64,
+        canceller: Option<&Canceller>,
+    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+        let tenant = self.inner.clone();
+        let call =
+            async move { json_bytes(&tenant.report_metadata(&category, report_id).await.map_err(|e| engine(&e))?) };
+        env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
+    }
+}
+
+/// An engine value as JSON bytes (its camelCase serde names), for `JSON.parse` in the wrapper.
+fn json_bytes<T: serde::Serialize>(value: &T) -> napi::Result<Buffer> {
+    let bytes =
+        serde_json::to_vec(value).map_err(|e| napi::Error::from_reason(format!("result does not serialize: {e}")))?;
+    Ok(Buffer::from(bytes))
 }

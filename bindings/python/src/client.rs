@@ -307,6 +307,22 @@ impl<'py> IntoPyObject<'py> for Rows {
     }
 }
 
+/// An engine value crossing as plain Python objects (dicts keyed by its camelCase serde names),
+/// converted once the GIL is held.
+struct AsJson<T>(T);
+
+impl<'py, T: serde::Serialize> IntoPyObject<'py> for AsJson<T> {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = serde_json::to_value(&self.0)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("result does not serialize: {e}")))?;
+        value_to_py(py, &value)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Blocking API
 
@@ -521,6 +537,28 @@ impl Tenant {
         let query = self.core.report(category, report_id, parameters)?;
         let rows = wait(py, query.records())?.map_err(to_py)?;
         Rows(rows).into_pyobject(py)
+    }
+
+    /// The report categories, as dicts (``id``, ``name``).
+    fn report_categories<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let tenant = self.core.engine()?;
+        let categories = wait(py, tenant.report_categories())?.map_err(to_py)?;
+        AsJson(categories).into_pyobject(py)
+    }
+
+    /// The reports of a category, as dicts (``id``, ``name``, ``description``).
+    fn reports<'py>(&self, py: Python<'py>, category: String) -> PyResult<Bound<'py, PyAny>> {
+        let tenant = self.core.engine()?;
+        let reports = wait(py, tenant.reports(&category))?.map_err(to_py)?;
+        AsJson(reports).into_pyobject(py)
+    }
+
+    /// A report's description as a dict: ``id``, ``name``, ``description``, ``parameters`` and
+    /// ``fields``.
+    fn report_metadata<'py>(&self, py: Python<'py>, category: String, report_id: i64) -> PyResult<Bound<'py, PyAny>> {
+        let tenant = self.core.engine()?;
+        let metadata = wait(py, tenant.report_metadata(&category, report_id))?.map_err(to_py)?;
+        AsJson(metadata).into_pyobject(py)
     }
 
     fn __repr__(&self) -> String {
@@ -839,6 +877,24 @@ impl AsyncTenant {
     ) -> PyResult<Bound<'py, PyAny>> {
         let query = self.core.report(category, report_id, parameters)?;
         to_asyncio(py, async move { Ok(Outcome(query.records().await.map(Rows))) })
+    }
+
+    /// The report categories (see `Tenant.report_categories`).
+    fn report_categories<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let tenant = self.core.engine()?;
+        to_asyncio(py, async move { Ok(Outcome(tenant.report_categories().await.map(AsJson))) })
+    }
+
+    /// The reports of a category (see `Tenant.reports`).
+    fn reports<'py>(&self, py: Python<'py>, category: String) -> PyResult<Bound<'py, PyAny>> {
+        let tenant = self.core.engine()?;
+        to_asyncio(py, async move { Ok(Outcome(tenant.reports(&category).await.map(AsJson))) })
+    }
+
+    /// A report's description (see `Tenant.report_metadata`).
+    fn report_metadata<'py>(&self, py: Python<'py>, category: String, report_id: i64) -> PyResult<Bound<'py, PyAny>> {
+        let tenant = self.core.engine()?;
+        to_asyncio(py, async move { Ok(Outcome(tenant.report_metadata(&category, report_id).await.map(AsJson))) })
     }
 
     fn __repr__(&self) -> String {
