@@ -279,6 +279,10 @@ class AsyncRecords:
 
     def __aiter__(self) -> AsyncIterator[Dict[str, Any]]: ...
     def __anext__(self) -> Awaitable[Dict[str, Any]]: ...
+    def _pop(self) -> Optional[Dict[str, Any]]:
+        """The next buffered record, or None if a page must be loaded first (internal)."""
+    def _fill(self) -> Awaitable[None]:
+        """Loads the next page into the buffer (internal)."""
     @property
     def continue_from(self) -> Optional[str]: ...
 

@@ -943,21 +943,23 @@ impl AsyncRecords {
     }
 }
 
-/// The next page, arriving in Python: loaded into the buffer with the GIL held, then the first
-/// record handed out (or the end of iteration raised).
+/// The next page, arriving in Python: loaded into the buffer with the GIL held, nothing handed
+/// out. A record is popped only by the coroutine that awaited this (see [`NEXT_AFTER_FILL`]), so
+/// asyncio cancelling at any moment loses nothing: a page not yet converted is stashed, one
+/// converted stays in the buffer.
 struct Arrival {
     /// The stream's next item (`None`: the end); taken when it reaches Python.
     page: Option<Option<servicetitan::Result<RawPage>>>,
     buffer: Arc<Mutex<Buffer>>,
-    /// The stream, held until the page is in the buffer or stashed, so that the next fetch
-    /// cannot overtake it and pages always reach the caller in order.
-    stream: tokio::sync::OwnedMutexGuard<ForkLeaked<PageStream<RawPage>>>,
+    /// The stream, held until the page is in the buffer or stashed, so that the next fill cannot
+    /// overtake it and pages always reach the caller in order.
+    _stream: tokio::sync::OwnedMutexGuard<ForkLeaked<PageStream<RawPage>>>,
 }
 
 impl Drop for Arrival {
     fn drop(&mut self) {
         // Never converted: the asyncio task was cancelled after the page was fetched. The next
-        // fetch (which waits for the stream) hands it out first.
+        // fill (which waits for the stream) loads it first.
         if let Some(page) = self.page.take() {
             self.buffer.lock().unwrap_or_else(|p| p.into_inner()).stashed = Some(page);
         }
@@ -970,58 +972,56 @@ impl<'py> IntoPyObject<'py> for Arrival {
     type Error = PyErr;
 
     fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut page = self.page.take().flatten();
-        loop {
-            let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-            match page {
-                None => buffer.done = true,
-                Some(Err(e)) => {
-                    buffer.done = true;
-                    return Err(to_py(e));
-                }
-                Some(Ok(raw)) => buffer.load(py, raw)?,
+        let page = self.page.take();
+        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        match page.flatten() {
+            None => buffer.done = true,
+            Some(Err(e)) => {
+                buffer.done = true;
+                return Err(to_py(e));
             }
-            if let Some(record) = buffer.pop(py) {
-                return Ok(record);
-            }
-            if buffer.done {
-                return Err(PyStopAsyncIteration::new_err(()));
-            }
-            drop(buffer);
-            // An empty page that is not the last (an export catching up): rare, so the next one
-            // is fetched right here, on pyo3-async-runtimes' blocking thread, GIL released.
-            let stream = &mut self.stream;
-            page = py.detach(move || {
-                futures::executor::block_on(async move {
-                    match stream.get_mut() {
-                        Some(stream) => futures::StreamExt::next(stream).await,
-                        None => Some(Err(servicetitan::Error::new(
-                            servicetitan::ErrorCode::Configuration,
-                            "this stream was started before the process forked; start a new one in this process",
-                        ))),
-                    }
-                })
-            });
+            Some(Ok(raw)) => buffer.load(py, raw)?,
         }
+        Ok(py.None().into_bound(py))
     }
 }
 
-fn fetch_next<'py>(py: Python<'py>, pages: SharedPages, buffer: Arc<Mutex<Buffer>>) -> PyResult<Bound<'py, PyAny>> {
+/// Loads the next page into the buffer, unless records (or the end) are already there.
+fn fill<'py>(py: Python<'py>, pages: SharedPages, buffer: Arc<Mutex<Buffer>>) -> PyResult<Bound<'py, PyAny>> {
     to_asyncio(py, async move {
         let mut guard = pages.lock_owned().await;
-        let stashed = buffer.lock().unwrap_or_else(|p| p.into_inner()).stashed.take();
-        let page = match stashed {
-            Some(page) => page,
-            None => {
+        // An earlier fill, cancelled after its page arrived, may have loaded or stashed one.
+        let (loaded, stashed) = {
+            let mut b = buffer.lock().unwrap_or_else(|p| p.into_inner());
+            let loaded = b.page.is_some() || b.done;
+            (loaded, if loaded { None } else { b.stashed.take() })
+        };
+        let page = match (loaded, stashed) {
+            (true, _) => None,
+            (false, Some(page)) => Some(page),
+            (false, None) => {
                 let Some(stream) = guard.get_mut() else {
                     return Err(forked_stream_error());
                 };
-                futures::StreamExt::next(stream).await
+                Some(futures::StreamExt::next(stream).await)
             }
         };
-        Ok(Arrival { page: Some(page), buffer, stream: guard })
+        Ok(Arrival { page, buffer, _stream: guard })
     })
 }
+
+/// `__anext__` when the buffer is empty: fill, then pop, in a coroutine of the caller's task,
+/// so that a record is only ever taken by the code that returns it.
+const NEXT_AFTER_FILL: &std::ffi::CStr = c"
+async def next_after_fill(records):
+    while True:
+        await records._fill()
+        record = records._pop()
+        if record is not None:
+            return record
+";
+
+static NEXT_AFTER_FILL_FN: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
 
 #[pymethods]
 impl AsyncRecords {
@@ -1029,17 +1029,35 @@ impl AsyncRecords {
         slf
     }
 
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        {
-            let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(record) = buffer.pop(py) {
-                return Ok(Bound::new(py, Ready { value: Some(record.unbind()) })?.into_any());
-            }
-            if buffer.done {
-                return Err(PyStopAsyncIteration::new_err(()));
-            }
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        if let Some(record) = slf.get()._pop(py)? {
+            return Ok(Bound::new(py, Ready { value: Some(record.unbind()) })?.into_any());
         }
-        fetch_next(py, self.pages.clone(), self.buffer.clone())
+        let next = NEXT_AFTER_FILL_FN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            let globals = pyo3::types::PyDict::new(py);
+            py.run(NEXT_AFTER_FILL, Some(&globals), None)?;
+            Ok(globals.get_item("next_after_fill")?.expect("defined above").unbind())
+        })?;
+        next.bind(py).call1((slf,))
+    }
+
+    /// The next buffered record; `None` if a page must be loaded first (`_fill`); the end of
+    /// iteration raised once the stream is done.
+    fn _pop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(record) = buffer.pop(py) {
+            return Ok(Some(record));
+        }
+        if buffer.done {
+            return Err(PyStopAsyncIteration::new_err(()));
+        }
+        Ok(None)
+    }
+
+    /// Loads the next page into the buffer (an awaitable of `None`).
+    fn _fill<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        fill(py, self.pages.clone(), self.buffer.clone())
     }
 
     /// For exports: the `continueFrom` of the last page fully handed out (or the `since` the
