@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::error::{Error, ErrorCode, Result};
 use crate::request::{decode, execute, Call};
 use crate::route;
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, TenantInner};
 
 /// One page of a page-based list: `{page, pageSize, hasMore, totalCount, data}`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -380,22 +380,8 @@ impl<T> Paginate<T> {
                 let Cursor::Page(page) = cursor else { unreachable!("lists are paged by number") };
                 query.push(("page".into(), page.to_string()));
                 query.push(("pageSize".into(), page_size.to_string()));
-                let inner = &tenant.inner;
-                if let Some(e) = &inner.invalid {
-                    return Err(e.clone());
-                }
-                let route = route::resolve(&inner.client.config.api_url, inner.id, &path, false)?;
-                let call = Call {
-                    method: Method::GET,
-                    route,
-                    query,
-                    body: None,
-                    retry_any: false,
-                    report_id: None,
-                    timeout: None,
-                };
-                let bytes = execute(inner, &call).await?;
-                let (page_out, has_more) = decode_page(&bytes, &call.route.url)?;
+                let (bytes, url) = get_page(&tenant.inner, &path, false, query).await?;
+                let (page_out, has_more) = decode_page(&bytes, &url)?;
                 Ok(Fetched { page: page_out, next: has_more.then_some(Cursor::Page(page + 1)) })
             })
         });
@@ -519,22 +505,8 @@ impl<T> Export<T> {
                 if let Some(from) = &from {
                     query.push(("from".into(), from.clone()));
                 }
-                let inner = &tenant.inner;
-                if let Some(e) = &inner.invalid {
-                    return Err(e.clone());
-                }
-                let route = route::resolve(&inner.client.config.api_url, inner.id, &path, true)?;
-                let call = Call {
-                    method: Method::GET,
-                    route,
-                    query,
-                    body: None,
-                    retry_any: false,
-                    report_id: None,
-                    timeout: None,
-                };
-                let bytes = execute(inner, &call).await?;
-                let ExportDecoded { page, has_more, continue_from, empty } = decode_page(&bytes, &call.route.url)?;
+                let (bytes, url) = get_page(&tenant.inner, &path, true, query).await?;
+                let ExportDecoded { page, has_more, continue_from, empty } = decode_page(&bytes, &url)?;
                 // A page that moves neither the data nor the token would loop forever.
                 let progressed = !empty || (continue_from.is_some() && continue_from != from);
                 let next = (has_more && progressed && continue_from.is_some()).then_some(Cursor::From(continue_from));
@@ -595,4 +567,21 @@ impl<T: DeserializeOwned + Send + 'static> Export<T> {
         });
         PageStream::new(fetch, first)
     }
+}
+
+/// One GET of a list or export page through the request path: its body, and its URL for the
+/// errors of decoding it.
+async fn get_page(
+    inner: &TenantInner,
+    path: &str,
+    export: bool,
+    query: Vec<(String, String)>,
+) -> Result<(Bytes, String)> {
+    if let Some(e) = &inner.invalid {
+        return Err(e.clone());
+    }
+    let route = route::resolve(&inner.client.config.api_url, inner.id, path, export)?;
+    let call = Call { method: Method::GET, route, query, body: None, retry_any: false, report_id: None, timeout: None };
+    let bytes = execute(inner, &call).await?;
+    Ok((bytes, call.route.url))
 }
