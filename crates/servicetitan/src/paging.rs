@@ -316,7 +316,8 @@ impl<T> Paginate<T> {
         Paginate { tenant, path, page_size: 500, start_page: 1, params: Vec::new(), _record }
     }
 
-    /// Records per page (default 500; ServiceTitan accepts up to 5000 on most lists).
+    /// Records per page (default 500; ServiceTitan accepts up to 5000 on most lists). 0 is refused:
+    /// the stream's first item is a `configuration` error naming `page_size`.
     pub fn page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size;
         self
@@ -367,7 +368,7 @@ impl<T> Paginate<T> {
 
     fn fetcher<P: Send + 'static>(self, decode_page: fn(&Bytes, &str) -> Result<(P, bool)>) -> (FetchPage<P>, Cursor) {
         let tenant = self.tenant;
-        let page_size = self.page_size.max(1);
+        let page_size = self.page_size;
         let mut params = self.params;
         params.retain(|(k, _)| k != "page" && k != "pageSize");
         let path = self.path;
@@ -378,6 +379,9 @@ impl<T> Paginate<T> {
             let mut query = params.clone();
             Box::pin(async move {
                 let Cursor::Page(page) = cursor else { unreachable!("lists are paged by number") };
+                if page_size == 0 {
+                    return Err(Error::configuration("page_size", "a page holds at least one record"));
+                }
                 query.push(("page".into(), page.to_string()));
                 query.push(("pageSize".into(), page_size.to_string()));
                 let (bytes, url) = get_page(&tenant.inner, &path, false, query).await?;

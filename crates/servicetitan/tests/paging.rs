@@ -163,3 +163,15 @@ async fn a_failed_page_ends_the_stream_with_the_error() {
     let e = t.paginate::<Value>("jpm/../crm/customers").into_stream().next().await.unwrap().unwrap_err();
     assert_eq!(e.code(), ErrorCode::Configuration);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_size_of_zero_is_refused_before_any_request() {
+    let sandbox = start(unlimited()).await;
+    let client = builder(&sandbox).build().unwrap();
+    let tenant = tenant(&client, &sandbox, 0);
+    let mut stream = tenant.paginate::<Value>("crm/customers").page_size(0).into_stream();
+    let e = stream.next().await.expect("an item").expect_err("refused");
+    assert_eq!(e.code(), ErrorCode::Configuration, "{e}");
+    assert_eq!(e.argument(), Some("page_size"), "{e}");
+    assert_eq!(route_count(&sandbox, "GET crm/v2/tenant/{tenant}/customers"), 0);
+}
