@@ -134,7 +134,9 @@ class Tenant:
         >>> for customer in tenant.paginate("crm/customers", params={"active": "Any"}, page_size=500): ...
         """
 
-    def export(self, path: str, *, since: Optional[str] = None, params: Optional[_Params] = None) -> Records:
+    def export(
+        self, path: str, *, since: Optional[Union[str, date, datetime]] = None, params: Optional[_Params] = None
+    ) -> Records:
         """An export feed from ``since`` (a saved ``continue_from`` or a date) until caught up.
 
         >>> feed = tenant.export("crm/customers", since=saved)
@@ -258,7 +260,9 @@ class AsyncTenant:
     def paginate(self, path: str, *, params: Optional[_Params] = None, page_size: Optional[int] = None) -> AsyncRecords:
         """>>> async for customer in tenant.paginate("crm/customers", page_size=500): ..."""
 
-    def export(self, path: str, *, since: Optional[str] = None, params: Optional[_Params] = None) -> AsyncRecords:
+    def export(
+        self, path: str, *, since: Optional[Union[str, date, datetime]] = None, params: Optional[_Params] = None
+    ) -> AsyncRecords:
         """>>> feed = tenant.export("crm/customers"); async for r in feed: ...; feed.continue_from"""
 
     def report(

@@ -238,3 +238,22 @@ async def test_an_async_export_cancelled_mid_fetch_loses_no_page() -> None:
         assert len(seen) == len(set(seen)) == 1000, f"{len(seen)} records, {len(set(seen))} distinct"
         resumed = [r["id"] async for r in tenant.export("crm/customers", since=feed.continue_from)]
         assert resumed == [], f"{len(resumed)} records after the checkpoint {feed.continue_from!r}"
+
+
+def test_export_since_takes_a_date_and_page_size_zero_is_refused(sandbox: st.Sandbox, tenant: st.Tenant) -> None:
+    import datetime
+
+    # The sandbox's records were modified one a minute from 2024-01-01T00:01; from 10:00 on there
+    # are all but the first 599 (as the sandbox's own tests count).
+    by_text = [r["id"] for r in tenant.export("crm/customers", since="2024-01-01T10:00:00Z")]
+    by_datetime = [
+        r["id"]
+        for r in tenant.export("crm/customers", since=datetime.datetime(2024, 1, 1, 10, tzinfo=datetime.timezone.utc))
+    ]
+    assert by_datetime == by_text and len(by_text) > 0
+    first_of_the_day = next(iter(tenant.export("crm/customers", since=datetime.date(2024, 1, 1))))
+    assert first_of_the_day["id"] == by_text[0] - 599
+    with pytest.raises(TypeError, match="since"):
+        tenant.export("crm/customers", since=42)  # type: ignore[arg-type]
+    with pytest.raises(st.ConfigurationError, match="page_size"):
+        list(tenant.paginate("crm/customers", page_size=0))

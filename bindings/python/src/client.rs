@@ -519,8 +519,13 @@ impl Tenant {
     /// An export feed: every record until the feed has caught up. `since` is a saved
     /// `continue_from` or a date; `feed.continue_from` is the checkpoint to save afterwards.
     #[pyo3(signature = (path, *, since=None, params=None))]
-    fn export(&self, path: String, since: Option<String>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Records> {
-        let (pages, since) = self.core.export(path, since, params)?;
+    fn export(
+        &self,
+        path: String,
+        since: Option<&Bound<'_, PyAny>>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Records> {
+        let (pages, since) = self.core.export(path, crate::convert::since_text(since)?, params)?;
         Ok(Records::new(pages, since))
     }
 
@@ -861,8 +866,13 @@ impl AsyncTenant {
 
     /// An export feed as an async iterator, with `continue_from` (see `Tenant.export`).
     #[pyo3(signature = (path, *, since=None, params=None))]
-    fn export(&self, path: String, since: Option<String>, params: Option<&Bound<'_, PyAny>>) -> PyResult<AsyncRecords> {
-        let (pages, since) = self.core.export(path, since, params)?;
+    fn export(
+        &self,
+        path: String,
+        since: Option<&Bound<'_, PyAny>>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<AsyncRecords> {
+        let (pages, since) = self.core.export(path, crate::convert::since_text(since)?, params)?;
         Ok(AsyncRecords::new(pages, since))
     }
 

@@ -416,7 +416,7 @@ fn param_text(key: &str, v: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// `date`/`datetime`/`time` as ISO 8601; `None` for anything else.
-fn isoformat(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+pub(crate) fn isoformat(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     let py = obj.py();
     let datetime = py.import("datetime")?;
     for class in ["date", "time"] {
@@ -437,5 +437,21 @@ pub(crate) fn kwargs_to_value(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Va
     match kwargs {
         Some(k) => py_to_value_at(k.as_any(), &mut String::from("options")),
         None => Ok(Value::Object(serde_json::Map::new())),
+    }
+}
+
+/// An export's `since`: a saved `continue_from` (str) or a `date`/`datetime` (ISO 8601), as Node
+/// takes a string or a `Date`.
+pub(crate) fn since_text(since: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let Some(since) = since.filter(|s| !s.is_none()) else { return Ok(None) };
+    if let Ok(text) = since.extract::<String>() {
+        return Ok(Some(text));
+    }
+    match isoformat(since)? {
+        Some(iso) => Ok(Some(iso)),
+        None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "since: expected a saved continue_from (str) or a date/datetime, got {}",
+            type_name(since)
+        ))),
     }
 }
