@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use servicetitan::{Client, TenantCredentials};
-use servicetitan_sandbox::{BackgroundSandbox, LimitConfig, SandboxConfig};
+mod common;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+use common::{env_or, fetch_token, unlimited_sandbox};
 
 /// CPU time of the whole process (client and sandbox), from /proc/self/stat, in seconds.
 /// Steadier than wall time on a shared machine: other processes do not add to it.
@@ -48,12 +46,7 @@ fn main() {
     let calls = env_or("CALLS", 5000);
     let rounds = env_or("ROUNDS", 5);
     let page_size = env_or("PAGE_SIZE", 10);
-    let config = SandboxConfig {
-        rate_limit: LimitConfig::disabled(),
-        report_limit: LimitConfig::disabled(),
-        ..Default::default()
-    };
-    let sandbox = BackgroundSandbox::start(config).expect("sandbox starts");
+    let sandbox = unlimited_sandbox();
     let base = sandbox.base_url().to_string();
     let tenant_config = sandbox.config().tenants[0].clone();
     let app_key = sandbox.config().app_keys[0].clone();
@@ -63,20 +56,8 @@ fn main() {
     runtime.block_on(async move {
         // Plain reqwest: what a user would write by hand, with a token fetched once.
         let http = reqwest::Client::builder().build().unwrap();
-        let token: serde_json::Value = http
-            .post(format!("{base}/connect/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", tenant_config.client_id.as_str()),
-                ("client_secret", tenant_config.client_secret.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let bearer = Arc::new(format!("Bearer {}", token["access_token"].as_str().unwrap()));
+        let token = fetch_token(&http, &base, &tenant_config).await;
+        let bearer = Arc::new(format!("Bearer {token}"));
         let url = Arc::new(format!("{base}/crm/v2/tenant/{}/customers", tenant_config.id));
         let page_size_text = page_size.to_string();
         // PLAIN_TIMEOUT=1 gives the hand-written client the per-request timeout every

@@ -7,21 +7,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use servicetitan_sandbox::{BackgroundSandbox, LimitConfig, SandboxConfig};
+mod common;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+use common::{env_or, fetch_token, unlimited_sandbox};
 
 fn main() {
     let calls = env_or("CALLS", 200_000);
     let concurrency = env_or("CONCURRENCY", 64);
-    let config = SandboxConfig {
-        rate_limit: LimitConfig::disabled(),
-        report_limit: LimitConfig::disabled(),
-        ..Default::default()
-    };
-    let sandbox = BackgroundSandbox::start(config).expect("sandbox starts");
+    let sandbox = unlimited_sandbox();
     let base = sandbox.base_url().to_string();
     let tenant = sandbox.config().tenants[0].clone();
     let app_key = sandbox.config().app_keys[0].clone();
@@ -29,20 +22,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
         let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
-        let token: serde_json::Value = http
-            .post(format!("{base}/connect/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", tenant.client_id.as_str()),
-                ("client_secret", tenant.client_secret.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = Arc::new(token["access_token"].as_str().unwrap().to_string());
+        let token = Arc::new(fetch_token(&http, &base, &tenant).await);
         let url = Arc::new(format!("{base}/settings/v2/tenant/{}/business-units/700000001", tenant.id));
         let run = |n: usize| {
             let (http, url, token, app_key) = (http.clone(), url.clone(), token.clone(), app_key.clone());
