@@ -139,6 +139,9 @@ CTRL_C = """
     import os, signal, sys, threading, time
     import servicetitan as st
 
+    # A shell that starts tests in the background hands them SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: install it, so the test does not depend on that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with st.Sandbox() as sandbox:
         client = sandbox.client({client_args})
         tenant = client.tenant(**sandbox.credentials())
