@@ -1,0 +1,205 @@
+//! The settings of the Redis backend: URL, key prefix, token key, fallback and waits.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::config::Secret;
+use crate::error::{Error, Result};
+
+/// The Redis settings of a client (see the [module docs](crate::redis)). `Debug` hides the URL's
+/// password and the token key.
+///
+/// ```
+/// use servicetitan::redis::RedisSettings;
+/// let settings = RedisSettings::new("redis://:hunter2@cache.internal:6379/0").unwrap();
+/// assert!(!format!("{settings:?}").contains("hunter2"));
+/// assert_eq!(settings.redacted_url(), "redis://:***@cache.internal:6379/0");
+/// ```
+#[derive(Clone)]
+pub struct RedisSettings {
+    pub(super) url: Secret,
+    pub(super) redacted_url: String,
+    pub(super) key_prefix: String,
+    pub(super) token_key: Option<TokenKeyBytes>,
+    pub(super) fallback_share: Option<f64>,
+    pub(super) wait: Duration,
+    pub(super) client_time: bool,
+}
+
+#[derive(Clone)]
+pub(super) struct TokenKeyBytes(pub(super) [u8; 32]);
+
+impl fmt::Debug for TokenKeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl RedisSettings {
+    /// Settings for `url` (`redis://[[user]:password@]host[:port][/db]`; TLS, `rediss://`, is
+    /// not compiled in), with the defaults: prefix `servicetitan`, no token encryption, no
+    /// fallback, 30 s of waiting for Redis, Redis's clock.
+    pub fn new(url: &str) -> Result<Self> {
+        let url = url.trim();
+        let redacted_url = redact_url(url);
+        let parsed = redis::Client::open(url);
+        if let Err(e) = parsed {
+            return Err(Error::configuration(
+                "redis_url",
+                format!("{redacted_url:?} is not a Redis URL ({})", redact(&e.to_string(), url)),
+            ));
+        }
+        Ok(RedisSettings {
+            url: Secret::new(url),
+            redacted_url,
+            key_prefix: "servicetitan".into(),
+            token_key: None,
+            fallback_share: None,
+            wait: Duration::from_secs(30),
+            client_time: false,
+        })
+    }
+
+    /// Prefixes every key (default `servicetitan`): clients with different prefixes share
+    /// nothing. Env: `ST_REDIS_KEY_PREFIX`.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.chars().any(char::is_whitespace) {
+            return Err(Error::configuration("redis_key_prefix", "non-empty, without spaces, '{' or '}'"));
+        }
+        self.key_prefix = prefix;
+        Ok(self)
+    }
+
+    /// Encrypts cached tokens with AES-256-GCM under this key: 32 bytes as 64 hex digits or
+    /// base64. Every process sharing the tokens needs the same key; an entry that does not
+    /// decrypt is treated as a miss (and logged), never a crash. Env: `ST_REDIS_TOKEN_KEY`.
+    pub fn token_key(mut self, key: &str) -> Result<Self> {
+        self.token_key = Some(parse_token_key(key)?);
+        Ok(self)
+    }
+
+    /// When Redis cannot be reached, fall back at once to an in-process limiter allowing this
+    /// share of the budget (0 < share ≤ 1, e.g. 0.25 for four processes), instead of waiting
+    /// for Redis. Env: `ST_REDIS_FALLBACK_SHARE`.
+    pub fn fallback_share(mut self, share: f64) -> Result<Self> {
+        if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+            return Err(Error::configuration("redis_fallback_share", "a share of the budget in (0, 1]"));
+        }
+        self.fallback_share = Some(share);
+        Ok(self)
+    }
+
+    /// How long a call waits for Redis to answer again before failing with a `connection`
+    /// error (never past the call's own deadline). Default 30 s. Env: `ST_REDIS_WAIT_SECS`.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Sends this host's wall-clock time to the admission script instead of using Redis's
+    /// `TIME` (for servers that forbid `TIME` in scripts). Hosts must then keep their clocks
+    /// in sync. Env: `ST_REDIS_CLIENT_TIME=1`.
+    pub fn client_time(mut self, on: bool) -> Self {
+        self.client_time = on;
+        self
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted_url
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The fallback share, if any.
+    pub fn fallback(&self) -> Option<f64> {
+        self.fallback_share
+    }
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.redacted_url)
+            .field("key_prefix", &self.key_prefix)
+            .field("token_encryption", &self.token_key.is_some())
+            .field("fallback_share", &self.fallback_share)
+            .field("wait", &self.wait)
+            .field("client_time", &self.client_time)
+            .finish()
+    }
+}
+
+fn parse_token_key(raw: &str) -> Result<TokenKeyBytes> {
+    let raw = raw.trim();
+    let bytes = if raw.len() == 64 && raw.chars().all(|c| c.is_ascii_hexdigit()) {
+        (0..32).map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).expect("hex checked")).collect()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(raw))
+            .unwrap_or_default()
+    };
+    let key: [u8; 32] = bytes.try_into().map_err(|_| {
+        Error::configuration(
+            "redis_token_key",
+            "expected 32 bytes, as 64 hex digits or base64 (e.g. `openssl rand -hex 32`)",
+        )
+    })?;
+    Ok(TokenKeyBytes(key))
+}
+
+/// Replaces the password of a Redis URL with `***`.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        // Not a URL: show only the scheme-ish start, the rest may hold anything.
+        Err(_) => format!("{}…", url.chars().take_while(|c| *c != ':' && *c != '@').collect::<String>()),
+    }
+}
+
+/// Removes the URL's password from a message (driver errors may quote the URL).
+pub(super) fn redact(message: &str, url: &str) -> String {
+    match reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned)) {
+        Some(password) if !password.is_empty() => message.replace(&password, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("redis://user:pw@h:1"), "redis://user:***@h:1");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(redact("error at redis://:pw@h", "redis://:pw@h"), "error at redis://:***@h");
+        let e = RedisSettings::new("nope://:pw@h").unwrap_err();
+        assert!(!e.to_string().contains("pw@"), "{e}");
+    }
+
+    #[test]
+    fn token_keys_parse_as_hex_or_base64_and_nothing_else() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_token_key(&hex).unwrap().0, [0xab; 32]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(parse_token_key(&b64).unwrap().0, [7; 32]);
+        for bad in ["", "abcd", &"ab".repeat(31)] {
+            assert_eq!(parse_token_key(bad).unwrap_err().code(), ErrorCode::Configuration);
+        }
+    }
+}
