@@ -9,9 +9,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
 use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN};
-use super::settings::{redact, RedisSettings};
+use super::settings::RedisSettings;
 use crate::auth::TokenKey;
 use crate::clock::{Clock, SystemClock};
+use crate::config::redact_in;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limit::Quota;
 
@@ -48,7 +49,7 @@ impl RedisBackend {
     /// A backend for `settings`. Connects lazily, on first use.
     pub fn new(settings: RedisSettings, clock: Arc<dyn Clock>) -> Result<Self> {
         let client = redis::Client::open(settings.url.expose())
-            .map_err(|e| Error::configuration("redis_url", redact(&e.to_string(), settings.url.expose())))?;
+            .map_err(|e| Error::configuration("redis_url", redact_in(&e.to_string(), settings.url.expose())))?;
         Ok(RedisBackend {
             settings,
             client,
@@ -130,7 +131,7 @@ impl RedisBackend {
                 Err(e) => e,
             };
             self.failing.store(true, Ordering::Relaxed);
-            let detail = redact(&error.to_string(), self.settings.url.expose());
+            let detail = redact_in(&error.to_string(), self.settings.url.expose());
             let elapsed = self.clock.now().saturating_duration_since(started);
             if fallback {
                 *self.down_until.lock().expect("redis state lock") = Some(self.clock.now() + Duration::from_secs(1));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::config::Secret;
+use crate::config::{redact_in, redact_url, Secret};
 use crate::error::{Error, Result};
 
 /// The Redis settings of a client (see the [module docs](crate::redis)). `Debug` hides the URL's
@@ -48,7 +48,7 @@ impl RedisSettings {
         if let Err(e) = parsed {
             return Err(Error::configuration(
                 "redis_url",
-                format!("{redacted_url:?} is not a Redis URL ({})", redact(&e.to_string(), url)),
+                format!("{redacted_url:?} is not a Redis URL ({})", redact_in(&e.to_string(), url)),
             ));
         }
         Ok(RedisSettings {
@@ -107,7 +107,8 @@ impl RedisSettings {
         self
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL as errors and logs show it: user, password and secret-looking query values
+    /// replaced by `***` (see [`redact_url`](crate::config::redact_url)).
     pub fn redacted_url(&self) -> &str {
         &self.redacted_url
     }
@@ -155,41 +156,40 @@ fn parse_token_key(raw: &str) -> Result<TokenKeyBytes> {
     Ok(TokenKeyBytes(key))
 }
 
-/// Replaces the password of a Redis URL with `***`.
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        // Not a URL: show only the scheme-ish start, the rest may hold anything.
-        Err(_) => format!("{}…", url.chars().take_while(|c| *c != ':' && *c != '@').collect::<String>()),
-    }
-}
-
-/// Removes the URL's password from a message (driver errors may quote the URL).
-pub(super) fn redact(message: &str, url: &str) -> String {
-    match reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned)) {
-        Some(password) if !password.is_empty() => message.replace(&password, "***"),
-        _ => message.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
 
     #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
-        assert_eq!(redact_url("redis://user:pw@h:1"), "redis://user:***@h:1");
-        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
-        assert_eq!(redact("error at redis://:pw@h", "redis://:pw@h"), "error at redis://:***@h");
-        let e = RedisSettings::new("nope://:pw@h").unwrap_err();
-        assert!(!e.to_string().contains("pw@"), "{e}");
+    fn redis_urls_are_redacted_in_every_form() {
+        for (url, shown) in [
+            ("redis://:pw-secret@h:1/0", "redis://:***@h:1/0"),
+            ("redis://user:pw-secret@h:1", "redis://***:***@h:1"),
+            ("rediss://user:pw-secret@h:1", "rediss://***:***@h:1"),
+            ("redis+unix:///run/redis.sock?pass=pw-secret", "redis+unix:///run/redis.sock?pass=***"),
+            ("unix:///run/redis.sock?db=2&user=bob&pass=pw-secret", "unix:///run/redis.sock?db=2&user=***&pass=***"),
+            ("redis://h:1", "redis://h:1"),
+        ] {
+            let settings = RedisSettings::new(url);
+            match settings {
+                Ok(settings) => {
+                    assert_eq!(settings.redacted_url(), shown);
+                    assert!(!format!("{settings:?}").contains("pw-secret"));
+                }
+                // rediss:// without TLS compiled in is refused, the URL redacted.
+                Err(e) => {
+                    assert!(e.to_string().contains(shown), "{e}");
+                    assert!(!e.to_string().contains("pw-secret") && !format!("{e:?}").contains("pw-secret"), "{e}");
+                }
+            }
+        }
+        for bad in ["nope://:pw-secret@h", "redis://:pw-secret@h:99999", "redis:pw-secret@h", "redis://:pw/secret@h:x"]
+        {
+            let e = RedisSettings::new(bad).unwrap_err();
+            assert_eq!(e.argument(), Some("redis_url"));
+            assert!(!e.to_string().contains("secret") && !format!("{e:?}").contains("secret"), "{bad}: {e}");
+        }
     }
 
     #[test]
