@@ -19,7 +19,7 @@
 //! | proxies | — | `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` | none |
 //! | share tokens and limits through Redis | [`ClientBuilder::redis_url`] | `ST_REDIS_URL` | off (in process) |
 //! | Redis key prefix | [`ClientBuilder::redis_key_prefix`] | `ST_REDIS_KEY_PREFIX` | `servicetitan` |
-//! | encrypt cached tokens (32 bytes, hex or base64) | [`ClientBuilder::redis_token_key`] | `ST_REDIS_TOKEN_KEY` | off |
+//! | second key for cached tokens (32 bytes, hex or base64) | [`ClientBuilder::redis_token_key`] | `ST_REDIS_TOKEN_KEY` | none: tokens encrypted under a key derived from the client secret |
 //! | on Redis failure, in-process limit at this share | [`ClientBuilder::redis_fallback_share`] | `ST_REDIS_FALLBACK_SHARE` | off: wait, then fail |
 //! | how long calls wait for Redis | [`ClientBuilder::redis_wait`] | `ST_REDIS_WAIT_SECS` | 30 s |
 //! | this host's time in the Lua limiter, not Redis `TIME` | [`ClientBuilder::redis_client_time`] | `ST_REDIS_CLIENT_TIME` (`1`) | off |
@@ -536,8 +536,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Encrypts tokens cached in Redis with AES-256-GCM under this 32-byte key (64 hex digits
-    /// or base64); every process needs the same key. Env: `ST_REDIS_TOKEN_KEY`.
+    /// A second key for the tokens cached in Redis, 32 bytes (64 hex digits or base64).
+    /// Tokens are always encrypted with AES-256-GCM under a key derived from their client
+    /// secret; with this key, under one derived from both. Every process needs the same key.
+    /// Env: `ST_REDIS_TOKEN_KEY`. Default: none.
     pub fn redis_token_key(mut self, key: impl Into<Secret>) -> Self {
         self.redis_token_key = Some(key.into());
         self
@@ -728,7 +730,7 @@ impl ClientBuilder {
         }
         let user_agent = format!("servicetitan-{language}/{}", env!("CARGO_PKG_VERSION"));
 
-        let redis = self.resolve_redis(&env)?;
+        let redis = self.resolve_redis(&env, max_retry_after)?;
 
         Ok(Config {
             app_key,
@@ -745,14 +747,15 @@ impl ClientBuilder {
         })
     }
 
-    fn resolve_redis(&self, env: &EnvLookup) -> Result<Option<RedisSettings>> {
+    fn resolve_redis(&self, env: &EnvLookup, max_retry_after: Duration) -> Result<Option<RedisSettings>> {
         let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
         let url = match &self.redis_url {
             Some(url) => Some(url.expose().to_owned()),
             None => set(env("ST_REDIS_URL")),
         };
         let Some(url) = url.filter(|u| !u.trim().is_empty()) else { return Ok(None) };
-        let mut settings = RedisSettings::new(&url)?;
+        // A cooldown in Redis is honoured as long as a 429's Retry-After would be, no longer.
+        let mut settings = RedisSettings::new(&url)?.max_cooldown(max_retry_after);
         if let Some(prefix) = self.redis_key_prefix.clone().or_else(|| set(env("ST_REDIS_KEY_PREFIX"))) {
             settings = settings.key_prefix(prefix)?;
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
-use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN};
+use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN, GET_TOKEN, LOCK_FETCH};
 use super::settings::RedisSettings;
 use crate::auth::TokenKey;
 use crate::clock::{Clock, SystemClock};
@@ -34,6 +34,8 @@ pub struct RedisBackend {
     admit: redis::Script,
     cool_down: redis::Script,
     pub(super) compare_and_delete: redis::Script,
+    pub(super) get_token: redis::Script,
+    pub(super) lock_fetch: redis::Script,
     // Unique admission ids: the same call time from two processes must be two entries.
     instance: u64,
     sequence: AtomicU64,
@@ -61,6 +63,8 @@ impl RedisBackend {
             admit: redis::Script::new(ADMIT),
             cool_down: redis::Script::new(COOL_DOWN),
             compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
+            get_token: redis::Script::new(GET_TOKEN),
+            lock_fetch: redis::Script::new(LOCK_FETCH),
             instance: fastrand::u64(..),
             sequence: AtomicU64::new(0),
         })
@@ -168,26 +172,69 @@ impl RedisBackend {
 
     /// One admission try for `key` at `at` (Redis's clock, or the client's with
     /// [`RedisSettings::client_time`], when `None`): `None` if admitted and recorded, else
-    /// how long until a slot may free (or the cooldown ends). `quota == None` only checks the
-    /// cooldown. The building block of [`RedisLimiter`](super::RedisLimiter); public for tests and benchmarks.
+    /// how long until a slot may free (or the cooldown ends, as far as
+    /// [`cooldown_bound`](Self::cooldown_bound) allows). `quota == None` only checks the
+    /// cooldown. The building block of [`RedisLimiter`](super::RedisLimiter); public for tests
+    /// and benchmarks.
     pub async fn try_admit(&self, key: &str, quota: Option<Quota>, at: Option<SystemTime>) -> Result<Option<Duration>> {
+        let admission = self.admit(key, quota, at, self.cooldown_bound(quota)).await?;
+        Ok(admission.map(|(wait, _)| wait))
+    }
+
+    /// The longest cooldown read from Redis that a caller of `quota` sits out: the longest
+    /// `Retry-After` a client waits for ([`RedisSettings::max_cooldown`], its
+    /// `max_retry_after`), or one window, the pause after Redis comes back, if longer. A
+    /// longer one was not set by a client with these settings (another deployment with a
+    /// larger `max_retry_after`, or whoever can write to Redis) and must not stall this one
+    /// beyond what it would accept from the server itself.
+    pub fn cooldown_bound(&self, quota: Option<Quota>) -> Duration {
+        self.settings.max_cooldown.max(quota.map_or(Duration::ZERO, |q| q.window()))
+    }
+
+    /// [`try_admit`](Self::try_admit) honouring cooldowns for at most `longest` (zero: not at
+    /// all). `Some((wait, true))` is a wait for the cooldown, `Some((wait, false))` for a slot.
+    pub(super) async fn admit(
+        &self,
+        key: &str,
+        quota: Option<Quota>,
+        at: Option<SystemTime>,
+        longest: Duration,
+    ) -> Result<Option<(Duration, bool)>> {
         let log = format!("{}:log", self.key("rl", key));
         let cool = format!("{}:cool", self.key("rl", key));
         let (calls, window) = match quota {
-            Some(q) => (q.calls, q.window().as_micros() as u64),
-            None => (0, 0),
+            Some(q) => (q.calls, q.window()),
+            None => (0, Duration::ZERO),
         };
+        let window_us = window.as_micros() as u64;
+        let longest_us = longest.as_micros() as u64;
         let now = self.now_arg(at);
         let member = format!("{:016x}-{}", self.instance, self.sequence.fetch_add(1, Ordering::Relaxed));
-        let wait: u64 = self
+        let (wait, cooling): (u64, u64) = self
             .run("the rate limiter", |mut c| {
                 let (log, cool, now, member) = (&log, &cool, &now, &member);
                 async move {
-                    self.admit.key(log).key(cool).arg(calls).arg(window).arg(now).arg(member).invoke_async(&mut c).await
+                    self.admit
+                        .key(log)
+                        .key(cool)
+                        .arg(calls)
+                        .arg(window_us)
+                        .arg(now)
+                        .arg(member)
+                        .arg(longest_us)
+                        .invoke_async(&mut c)
+                        .await
                 }
             })
             .await?;
-        Ok((wait > 0).then(|| Duration::from_micros(wait)))
+        if wait == 0 {
+            return Ok(None);
+        }
+        // The script bounds both waits already; bounded here again so that no answer from
+        // Redis, whatever it runs, can put a caller to sleep for longer.
+        let cooling = cooling != 0;
+        let wait = Duration::from_micros(wait).min(if cooling { longest } else { window });
+        Ok(Some((wait.max(Duration::from_micros(1)), cooling)))
     }
 
     /// Sets the shared cooldown of `key` to `pause` from `at` (or now), unless a longer one is
@@ -217,10 +264,6 @@ impl RedisBackend {
 
 pub(super) fn micros(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
-}
-
-pub(super) fn from_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 /// A backend on the system clock, for callers that build one by hand.

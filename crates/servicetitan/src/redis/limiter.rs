@@ -62,8 +62,11 @@ impl RedisLimiter {
             Some(_) => Some(turn.lock().await),
             None => None,
         };
+        // What is left of the cooldown this caller sits out. Once spent, a cooldown still in
+        // Redis is ignored: it is longer than any this client would have set or accepted.
+        let mut cooldown_left = self.backend.cooldown_bound(quota);
         loop {
-            let admitted = self.backend.try_admit(key, quota, None).await;
+            let admitted = self.backend.admit(key, quota, None, cooldown_left).await;
             if let (Ok(_), Some(q)) = (&admitted, quota) {
                 if self.backend.recovered.swap(false, Ordering::Relaxed) {
                     // Redis just came back and may have forgotten the calls of the last
@@ -77,7 +80,12 @@ impl RedisLimiter {
             }
             match admitted {
                 Ok(None) => return Ok(()),
-                Ok(Some(wait)) => self.backend.clock.sleep(wait).await,
+                Ok(Some((wait, cooling))) => {
+                    if cooling {
+                        cooldown_left = cooldown_left.saturating_sub(wait);
+                    }
+                    self.backend.clock.sleep(wait).await
+                }
                 Err(error) => match (&self.fallback, self.backend.settings.fallback_share) {
                     (Some(local), Some(share)) => {
                         tracing::warn!(error = %error, "Redis unavailable: admitting under the in-process fallback limit");

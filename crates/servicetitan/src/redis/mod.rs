@@ -5,16 +5,23 @@
 //! [`RedisTokenStore`] and a [`RedisLimiter`] on one shared [`RedisBackend`]:
 //!
 //! - **Admission** is one Lua script per try: it drops admissions older than one window
-//!   (`period + margin`), honours the key's 429 cooldown, records the call if fewer than N
-//!   remain, else returns how long until a slot frees, so a caller sleeps once instead of
-//!   polling. Time comes from Redis (`TIME`), so hosts with skewed clocks agree; where
+//!   (`period + margin`), honours the key's 429 cooldown (for at most
+//!   [`RedisSettings::max_cooldown`], the client's `max_retry_after`), records the call if
+//!   fewer than N remain, else returns how long until a slot frees (at most one window), so
+//!   a caller sleeps once instead of polling. Time comes from Redis (`TIME`), so hosts with skewed clocks agree; where
 //!   `TIME` is not allowed in scripts, [`RedisSettings::client_time`] passes this host's time.
 //!   Keys carry a hash tag (`{…}`), so both keys of a limiter live in one Redis Cluster slot.
 //! - **Tokens** are stored under a hash of (token URL, client id, secret fingerprint), never
 //!   the secret, and expire with the token (`PX`). One process fetches under a short lock
 //!   (`SET NX PX` with a random owner, released by a compare-and-delete script) while the
-//!   others wait for the value. Tokens can be encrypted with AES-256-GCM
-//!   ([`RedisSettings::token_key`]); an entry that does not decrypt is a miss, logged.
+//!   others wait for the value (a lock is never held longer than its TTL, however it was
+//!   set). Tokens are encrypted with AES-256-GCM under a key derived from the client secret
+//!   ([`StoreKey`](crate::auth::StoreKey)), combined with [`RedisSettings::token_key`] when
+//!   set; an entry that does not decrypt is a miss, logged, and replaced.
+//! - **Whoever can write to Redis** can delete tokens (more token fetches) and delay calls,
+//!   but not indefinitely: every value read from Redis is bounded (see the README's "Redis at
+//!   rest"), and nothing read there is sent to the API unless it decrypts under the
+//!   credential's key.
 //! - **When Redis fails**, calls retry the connection for up to [`RedisSettings::wait`]
 //!   (default 30 s, and never past the call's deadline), then fail with a `connection` error
 //!   naming Redis. With [`RedisSettings::fallback_share`] they instead fall back at once to an

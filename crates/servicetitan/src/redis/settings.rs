@@ -26,6 +26,7 @@ pub struct RedisSettings {
     pub(super) fallback_share: Option<f64>,
     pub(super) wait: Duration,
     pub(super) client_time: bool,
+    pub(super) max_cooldown: Duration,
 }
 
 #[derive(Clone)]
@@ -39,8 +40,9 @@ impl fmt::Debug for TokenKeyBytes {
 
 impl RedisSettings {
     /// Settings for `url` (`redis://[[user]:password@]host[:port][/db]`; TLS, `rediss://`, is
-    /// not compiled in), with the defaults: prefix `servicetitan`, no token encryption, no
-    /// fallback, 30 s of waiting for Redis, Redis's clock.
+    /// not compiled in), with the defaults: prefix `servicetitan`, tokens encrypted under a
+    /// key derived from each client secret alone, no fallback, 30 s of waiting for Redis,
+    /// Redis's clock, cooldowns honoured for up to 120 s.
     pub fn new(url: &str) -> Result<Self> {
         let url = url.trim();
         let redacted_url = redact_url(url);
@@ -59,6 +61,7 @@ impl RedisSettings {
             fallback_share: None,
             wait: Duration::from_secs(30),
             client_time: false,
+            max_cooldown: Duration::from_secs(120),
         })
     }
 
@@ -73,9 +76,11 @@ impl RedisSettings {
         Ok(self)
     }
 
-    /// Encrypts cached tokens with AES-256-GCM under this key: 32 bytes as 64 hex digits or
-    /// base64. Every process sharing the tokens needs the same key; an entry that does not
-    /// decrypt is treated as a miss (and logged), never a crash. Env: `ST_REDIS_TOKEN_KEY`.
+    /// A second key for the tokens cached in Redis: 32 bytes as 64 hex digits or base64.
+    /// Tokens are always encrypted (AES-256-GCM) under a key derived from their client secret;
+    /// with this key set, under a key derived from both, so that reading them takes the
+    /// secret *and* this key. Every process sharing the tokens needs the same key; an entry
+    /// that does not decrypt is a miss (logged), never a crash. Env: `ST_REDIS_TOKEN_KEY`.
     pub fn token_key(mut self, key: &str) -> Result<Self> {
         self.token_key = Some(parse_token_key(key)?);
         Ok(self)
@@ -107,6 +112,15 @@ impl RedisSettings {
         self
     }
 
+    /// The longest cooldown read from Redis that a caller sits out (per key and attempt; at
+    /// least one limiter window): a 429 announcing a longer wait fails the call instead of
+    /// pausing anyone, so a longer cooldown in Redis is another deployment's or was planted.
+    /// The client sets it to its `max_retry_after`; default 120 s, the default of that.
+    pub fn max_cooldown(mut self, longest: Duration) -> Self {
+        self.max_cooldown = longest;
+        self
+    }
+
     /// The URL as errors and logs show it: user, password and secret-looking query values
     /// replaced by `***` (see [`redact_url`](crate::config::redact_url)).
     pub fn redacted_url(&self) -> &str {
@@ -129,10 +143,11 @@ impl fmt::Debug for RedisSettings {
         f.debug_struct("RedisSettings")
             .field("url", &self.redacted_url)
             .field("key_prefix", &self.key_prefix)
-            .field("token_encryption", &self.token_key.is_some())
+            .field("token_key", &self.token_key.as_ref().map(|_| "***"))
             .field("fallback_share", &self.fallback_share)
             .field("wait", &self.wait)
             .field("client_time", &self.client_time)
+            .field("max_cooldown", &self.max_cooldown)
             .finish()
     }
 }
