@@ -70,7 +70,10 @@ export interface ClientOptions {
   redisUrl?: string
   /** Prefix of every Redis key (default `servicetitan`). Env: `ST_REDIS_KEY_PREFIX`. */
   redisKeyPrefix?: string
-  /** Encrypt cached tokens with AES-256-GCM under this 32-byte key (hex or base64). Env: `ST_REDIS_TOKEN_KEY`. */
+  /**
+   * A second 32-byte key (hex or base64) for the tokens cached in Redis, which are always encrypted
+   * (AES-256-GCM) under a key derived from their client secret. Env: `ST_REDIS_TOKEN_KEY`.
+   */
   redisTokenKey?: string
   /**
    * When Redis fails, admit calls under an in-process limit of this share of the budget

@@ -38,7 +38,8 @@ class Client:
 
     Many processes (workers, pods) share one token per credential and one rate budget per tenant
     with ``redis_url="redis://host:6379/0"`` (``ST_REDIS_URL``); ``redis_key_prefix`` separates
-    deployments, ``redis_token_key`` (32 bytes, hex or base64) encrypts the cached tokens, and
+    deployments, the cached tokens are encrypted under a key derived from each client secret
+    (``redis_token_key``, 32 bytes in hex or base64, adds a second key), and
     ``redis_fallback_share=0.25`` keeps calls going under a quarter of the budget while Redis is
     down (by default they wait up to 30 s for it, then raise APIConnectionError).
 

@@ -29,6 +29,43 @@ pub struct TokenKey {
     pub client_id: String,
     /// HMAC-SHA256 of the client secret keyed with the app key, hex, 128 bits.
     pub secret_fingerprint: String,
+    /// A key derived from the client secret, for stores that encrypt the tokens they keep.
+    pub store_key: StoreKey,
+}
+
+/// Key material derived from a client secret: HMAC-SHA256(client secret,
+/// `"servicetitan token store v1"`). Every process holding the secret derives the same key;
+/// whoever can only read a shared store cannot. `Debug` prints `***`.
+///
+/// ```
+/// use servicetitan::auth::StoreKey;
+/// let key = StoreKey::derive(&servicetitan::Secret::new("cs1.secret"));
+/// assert_eq!(key, StoreKey::derive(&servicetitan::Secret::new("cs1.secret")));
+/// assert_ne!(key, StoreKey::derive(&servicetitan::Secret::new("cs1.other")));
+/// assert_eq!(format!("{key:?}"), "***");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StoreKey([u8; 32]);
+
+impl StoreKey {
+    /// The key of `client_secret`.
+    pub fn derive(client_secret: &Secret) -> Self {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(client_secret.expose().as_bytes()).expect("HMAC takes keys of any length");
+        mac.update(b"servicetitan token store v1");
+        StoreKey(mac.finalize().into_bytes().into())
+    }
+
+    /// The key itself: only for encrypting and decrypting what a store keeps.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// A cached access token and its schedule.
@@ -219,6 +256,7 @@ impl TokenSource {
                 environment: config.token_url.to_string(),
                 client_id: creds.client_id.clone(),
                 secret_fingerprint,
+                store_key: StoreKey::derive(&creds.client_secret),
             },
             client_id: creds.client_id.clone(),
             client_secret: creds.client_secret.clone(),
@@ -563,7 +601,12 @@ mod tests {
     #[tokio::test]
     async fn remove_if_keeps_a_newer_token() {
         let store = MemoryTokenStore::new();
-        let key = TokenKey { environment: "e".into(), client_id: "c".into(), secret_fingerprint: "f".into() };
+        let key = TokenKey {
+            environment: "e".into(),
+            client_id: "c".into(),
+            secret_fingerprint: "f".into(),
+            store_key: StoreKey::derive(&Secret::new("s")),
+        };
         let t0 = SystemTime::now();
         let new = CachedToken::schedule(Secret::new("new"), t0, Duration::from_secs(900));
         store.put(&key, &new).await.unwrap();

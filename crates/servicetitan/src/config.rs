@@ -19,7 +19,7 @@
 //! | proxies | — | `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` | none |
 //! | share tokens and limits through Redis | [`ClientBuilder::redis_url`] | `ST_REDIS_URL` | off (in process) |
 //! | Redis key prefix | [`ClientBuilder::redis_key_prefix`] | `ST_REDIS_KEY_PREFIX` | `servicetitan` |
-//! | encrypt cached tokens (32 bytes, hex or base64) | [`ClientBuilder::redis_token_key`] | `ST_REDIS_TOKEN_KEY` | off |
+//! | second key for cached tokens (32 bytes, hex or base64) | [`ClientBuilder::redis_token_key`] | `ST_REDIS_TOKEN_KEY` | none: tokens encrypted under a key derived from the client secret |
 //! | on Redis failure, in-process limit at this share | [`ClientBuilder::redis_fallback_share`] | `ST_REDIS_FALLBACK_SHARE` | off: wait, then fail |
 //! | how long calls wait for Redis | [`ClientBuilder::redis_wait`] | `ST_REDIS_WAIT_SECS` | 30 s |
 //! | this host's time in the Lua limiter, not Redis `TIME` | [`ClientBuilder::redis_client_time`] | `ST_REDIS_CLIENT_TIME` (`1`) | off |
@@ -93,8 +93,9 @@ impl From<&str> for Secret {
 /// Where tokens come from and calls go.
 ///
 /// Credentials are environment specific: integration client ids and secrets do not work in
-/// production and vice versa. The app key works in both.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// production and vice versa. The app key works in both. `Debug` and `Display` show custom
+/// URLs redacted ([`redact_url`]).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Environment {
     /// `https://auth.servicetitan.io`, `https://api.servicetitan.io`.
     Production,
@@ -155,10 +156,24 @@ impl Environment {
     }
 }
 
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Environment::Production => f.write_str("Production"),
+            Environment::Integration => f.write_str("Integration"),
+            Environment::Custom { auth_url, api_url } => f
+                .debug_struct("Custom")
+                .field("auth_url", &redact_url(auth_url))
+                .field("api_url", &redact_url(api_url))
+                .finish(),
+        }
+    }
+}
+
 impl fmt::Display for Environment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Environment::Custom { auth_url, .. } => write!(f, "custom ({auth_url})"),
+            Environment::Custom { auth_url, .. } => write!(f, "custom ({})", redact_url(auth_url)),
             other => f.write_str(other.name()),
         }
     }
@@ -376,8 +391,8 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("app_key", &self.app_key)
             .field("environment", &self.environment)
-            .field("auth_url", &self.auth_url)
-            .field("api_url", &self.api_url)
+            .field("auth_url", &self.auth_url.as_deref().map(redact_url))
+            .field("api_url", &self.api_url.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
 }
@@ -521,8 +536,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Encrypts tokens cached in Redis with AES-256-GCM under this 32-byte key (64 hex digits
-    /// or base64); every process needs the same key. Env: `ST_REDIS_TOKEN_KEY`.
+    /// A second key for the tokens cached in Redis, 32 bytes (64 hex digits or base64).
+    /// Tokens are always encrypted with AES-256-GCM under a key derived from their client
+    /// secret; with this key, under one derived from both. Every process needs the same key.
+    /// Env: `ST_REDIS_TOKEN_KEY`. Default: none.
     pub fn redis_token_key(mut self, key: impl Into<Secret>) -> Self {
         self.redis_token_key = Some(key.into());
         self
@@ -713,7 +730,7 @@ impl ClientBuilder {
         }
         let user_agent = format!("servicetitan-{language}/{}", env!("CARGO_PKG_VERSION"));
 
-        let redis = self.resolve_redis(&env)?;
+        let redis = self.resolve_redis(&env, max_retry_after)?;
 
         Ok(Config {
             app_key,
@@ -730,14 +747,15 @@ impl ClientBuilder {
         })
     }
 
-    fn resolve_redis(&self, env: &EnvLookup) -> Result<Option<RedisSettings>> {
+    fn resolve_redis(&self, env: &EnvLookup, max_retry_after: Duration) -> Result<Option<RedisSettings>> {
         let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
         let url = match &self.redis_url {
             Some(url) => Some(url.expose().to_owned()),
             None => set(env("ST_REDIS_URL")),
         };
         let Some(url) = url.filter(|u| !u.trim().is_empty()) else { return Ok(None) };
-        let mut settings = RedisSettings::new(&url)?;
+        // A cooldown in Redis is honoured as long as a 429's Retry-After would be, no longer.
+        let mut settings = RedisSettings::new(&url)?.max_cooldown(max_retry_after);
         if let Some(prefix) = self.redis_key_prefix.clone().or_else(|| set(env("ST_REDIS_KEY_PREFIX"))) {
             settings = settings.key_prefix(prefix)?;
         }
@@ -824,24 +842,30 @@ impl ClientBuilder {
 }
 
 fn parse_base_url(raw: &str, argument: &str) -> Result<Url> {
+    // The URL is echoed only redacted: it may carry a password or a token the user put there.
+    let shown = redact_url(raw);
     let url =
-        Url::parse(raw.trim()).map_err(|e| Error::configuration(argument, format!("{raw:?} is not a URL: {e}")))?;
+        Url::parse(raw.trim()).map_err(|e| Error::configuration(argument, format!("{shown:?} is not a URL: {e}")))?;
+    if url.cannot_be_a_base() {
+        // `user:pw@host` parses with the user as its scheme: never echo that "scheme".
+        return Err(Error::configuration(argument, format!("{shown:?} is not a URL like https://host")));
+    }
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
         "http" => {
             return Err(Error::configuration(
                 argument,
-                format!("{raw:?}: plain http:// is only allowed on loopback; use https://"),
+                format!("{shown:?}: plain http:// is only allowed on loopback; use https://"),
             ))
         }
-        other => return Err(Error::configuration(argument, format!("{raw:?}: unsupported scheme {other:?}"))),
+        other => return Err(Error::configuration(argument, format!("{shown:?}: unsupported scheme {other:?}"))),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::configuration(argument, "credentials do not belong in the URL"));
+        return Err(Error::configuration(argument, format!("{shown:?}: credentials do not belong in the URL")));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::configuration(argument, format!("{raw:?}: a base URL has no query or fragment")));
+        return Err(Error::configuration(argument, format!("{shown:?}: a base URL has no query or fragment")));
     }
     Ok(url)
 }
@@ -853,6 +877,159 @@ fn token_url(auth_base: &str, argument: &str) -> Result<Url> {
         url.set_path(&path);
     }
     Ok(url)
+}
+
+/// Query-string (and fragment) parameters whose names contain one of these words, in any
+/// case, have their values shown as `***` by [`redact_url`].
+const SECRET_PARAMETER_WORDS: [&str; 7] = ["pass", "password", "secret", "token", "key", "auth", "user"];
+
+/// What [`redact_url`] shows for a URL it cannot take apart.
+const UNPARSEABLE_URL: &str = "<unparseable URL>";
+
+/// The longest redacted URL shown: a setting holding megabytes must not fill an error with them.
+const MAX_SHOWN_URL: usize = 300;
+
+/// A URL the user gave, made fit for an error message or a log line: the user and password
+/// of its userinfo, and the values of query-string or fragment parameters whose names look
+/// secret (`pass`, `password`, `secret`, `token`, `key`, `auth`, `user`, in any case and
+/// anywhere in the name) become `***`. A URL that does not parse shows only its scheme and
+/// host, or `<unparseable URL>` when even those are in doubt. Every message that quotes a URL
+/// the user gave goes through here.
+///
+/// ```
+/// use servicetitan::config::redact_url;
+/// assert_eq!(redact_url("redis://:hunter2@cache:6379/0"), "redis://:***@cache:6379/0");
+/// assert_eq!(redact_url("https://bob:hunter2@example.com/"), "https://***:***@example.com/");
+/// assert_eq!(redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2"), "redis+unix:///run/redis.sock?db=1&pass=***");
+/// assert_eq!(redact_url("https://example.com/?api_KEY=hunter2&page=2"), "https://example.com/?api_KEY=***&page=2");
+/// assert_eq!(redact_url("redis://:hunter2@cache:99999"), "redis://cache");
+/// assert_eq!(redact_url("bob:hunter2@cache"), "<unparseable URL>");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let text = url.trim();
+    let shown = match Url::parse(text) {
+        // A URL without `//` (`user:pw@host`, `host:6379`) parses as a scheme and an opaque
+        // path, which may be anything: only URLs with an authority are shown.
+        Ok(parsed) if !parsed.cannot_be_a_base() && !at_sign_after_authority(text) => redact_parsed(parsed),
+        _ => None,
+    };
+    let shown = shown.or_else(|| scheme_and_host(text)).unwrap_or_else(|| UNPARSEABLE_URL.to_owned());
+    if shown.chars().count() > MAX_SHOWN_URL {
+        let cut: String = shown.chars().take(MAX_SHOWN_URL).collect();
+        return format!("{cut}…");
+    }
+    shown
+}
+
+/// `message` with every secret of `url` (as [`redact_url`] sees them, raw and percent-decoded)
+/// and `url` itself replaced: for messages of other libraries that may quote either.
+pub(crate) fn redact_in(message: &str, url: &str) -> String {
+    let mut secrets: Vec<String> = vec![url.trim().to_owned()];
+    if let Ok(parsed) = Url::parse(url.trim()) {
+        secrets.push(parsed.username().to_owned());
+        secrets.extend(parsed.password().map(str::to_owned));
+        for part in [parsed.query(), parsed.fragment()].into_iter().flatten() {
+            for (name, value) in part.split('&').filter_map(|pair| pair.split_once('=')) {
+                if looks_secret(name) {
+                    secrets.push(value.to_owned());
+                }
+            }
+        }
+    }
+    let decoded: Vec<String> = secrets.iter().map(|s| decode_component(s)).collect();
+    secrets.extend(decoded);
+    // Longest first, so that no part of a longer secret survives the replacement of a shorter one.
+    secrets.retain(|s| !s.is_empty());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut message = message.to_owned();
+    for secret in &secrets {
+        if message.contains(secret.as_str()) {
+            let replacement = if secret == url.trim() { redact_url(url) } else { "***".to_owned() };
+            message = message.replace(secret.as_str(), &replacement);
+        }
+    }
+    message
+}
+
+fn redact_parsed(mut url: Url) -> Option<String> {
+    if !url.username().is_empty() {
+        url.set_username("***").ok()?;
+    }
+    if url.password().is_some() {
+        url.set_password(Some("***")).ok()?;
+    }
+    if let Some(query) = url.query().map(redact_parameters) {
+        url.set_query(Some(&query));
+    }
+    if let Some(fragment) = url.fragment().map(redact_parameters) {
+        url.set_fragment(Some(&fragment));
+    }
+    // Every setter above can refuse on some URL; then nothing of it is shown.
+    let clean = matches!(url.username(), "" | "***") && matches!(url.password(), None | Some("***"));
+    clean.then(|| url.to_string())
+}
+
+/// Whether an `@` follows the authority of `scheme://authority…`, outside the value of a
+/// secret-looking parameter: a password with a `/`, `?` or `#` moves its tail (and the host)
+/// into the path, query or fragment, where nothing would redact it. Such a URL is shown by
+/// [`scheme_and_host`], which refuses the ambiguity.
+fn at_sign_after_authority(text: &str) -> bool {
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let tail = &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..];
+    let (path, parameters) = tail.split_at(tail.find(['?', '#']).unwrap_or(tail.len()));
+    path.contains('@')
+        || parameters.split(['?', '#', '&']).any(|pair| match pair.split_once('=') {
+            Some((name, _)) if looks_secret(name) => false,
+            _ => pair.contains('@'),
+        })
+}
+
+/// `a=1&token=x` → `a=1&token=***`, keeping every other byte as it was.
+fn redact_parameters(parameters: &str) -> String {
+    parameters
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if looks_secret(name) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn looks_secret(name: &str) -> bool {
+    let name = decode_component(name).to_lowercase();
+    SECRET_PARAMETER_WORDS.iter().any(|word| name.contains(word))
+}
+
+fn decode_component(text: &str) -> String {
+    percent_encoding::percent_decode_str(&text.replace('+', " ")).decode_utf8_lossy().into_owned()
+}
+
+/// `scheme://host` of something that does not parse as a URL, when both are unambiguous.
+fn scheme_and_host(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    // An `@` after the authority means the userinfo itself may hold a `/`, `?` or `#`: the
+    // host cannot be told from the password.
+    if !authority.contains('@') && rest.contains('@') {
+        return None;
+    }
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = if host_port.starts_with('[') {
+        &host_port[..host_port.find(']').map_or(0, |end| end + 1)]
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    let host_ok = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c))
+        && (host.starts_with('[') || !host.contains(':'));
+    host_ok.then(|| format!("{scheme}://{host}"))
 }
 
 pub(crate) fn is_loopback(url: &Url) -> bool {

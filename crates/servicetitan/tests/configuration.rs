@@ -175,3 +175,167 @@ impl<S: futures::Stream<Item = servicetitan::Result<serde_json::Value>> + Unpin>
         self.next().await.expect("an item").expect_err("an error")
     }
 }
+
+/// A secret planted in URLs: no error, `Debug` output or log line may contain it.
+const SECRET: &str = "S3cr3tPw";
+
+fn hides_secret(what: &str, text: &str) {
+    assert!(!text.contains(SECRET), "{what} shows the secret: {text}");
+}
+
+fn refused_hiding_secret(result: servicetitan::Result<Client>, argument: &str, url: &str) {
+    let e = result.expect_err(url);
+    assert_eq!(e.code(), ErrorCode::Configuration, "{url}: {e}");
+    assert_eq!(e.argument(), Some(argument), "{url}: {e}");
+    hides_secret(url, &format!("{e} {e:?}"));
+}
+
+/// URLs the client refuses as `auth_url`/`api_url`, each with the secret somewhere.
+const BAD_BASE_URLS: [&str; 13] = [
+    "http://user:S3cr3tPw@auth.example.com",
+    "ftp://user:S3cr3tPw@auth.example.com",
+    "https://user:S3cr3tPw@auth.example.com",
+    "https://S3cr3tPw@auth.example.com",
+    "http://user:S3cr3tPw@127.0.0.1:9",
+    "https://auth.example.com/?token=S3cr3tPw",
+    "https://auth.example.com/?Client_Secret=S3cr3tPw&x=1",
+    "https://auth.example.com/#access_token=S3cr3tPw",
+    "https://user:S3cr3tPw@auth.example.com:99999",
+    "https://user:S3cr3tPw@bad host.example.com",
+    "https://user:S3cr3tPw/x@auth.example.com",
+    "user:S3cr3tPw@auth.example.com",
+    "S3cr3tPw",
+];
+
+#[test]
+fn secrets_in_auth_and_api_urls_are_never_echoed() {
+    let none = || Client::builder().env_lookup(|_| None).app_key("ak1.x");
+    for url in BAD_BASE_URLS {
+        refused_hiding_secret(none().auth_url(url).api_url("https://api.example.com").build(), "auth_url", url);
+        refused_hiding_secret(none().auth_url("https://auth.example.com").api_url(url).build(), "api_url", url);
+        let vars = env(&[("ST_APP_KEY", "ak1.x"), ("ST_AUTH_URL", url), ("ST_API_URL", "https://api.example.com")]);
+        let e = Client::builder().env_lookup(vars).build().expect_err(url);
+        assert_eq!(e.code(), ErrorCode::Configuration);
+        hides_secret(url, &format!("{e} {e:?}"));
+
+        let builder = none().auth_url(url).api_url(url);
+        hides_secret("the builder's Debug", &format!("{builder:?}"));
+        let environment = Environment::Custom { auth_url: url.into(), api_url: url.into() };
+        hides_secret("Environment", &format!("{environment} {environment:?}"));
+    }
+    // Still useful: the host and the problem are named.
+    let e = none().auth_url("http://user:S3cr3tPw@auth.example.com").api_url("https://a.example").build().unwrap_err();
+    assert!(e.to_string().contains("http://***:***@auth.example.com") && e.to_string().contains("loopback"), "{e}");
+    let e = none().auth_url("ftp://user:S3cr3tPw@auth.example.com").api_url("https://a.example").build().unwrap_err();
+    assert!(e.to_string().contains("ftp://***:***@auth.example.com") && e.to_string().contains("\"ftp\""), "{e}");
+}
+
+#[test]
+fn secrets_in_redis_urls_are_never_echoed() {
+    let none = || Client::builder().env_lookup(|_| None).app_key("ak1.x");
+    for url in [
+        "nope://:S3cr3tPw@cache.example.com",
+        "redis://:S3cr3tPw@cache.example.com:99999",
+        "rediss://user:S3cr3tPw@cache.example.com",
+        "redis://:S3cr3tPw@0.0.0.0",
+        "redis://:S3cr3tPw@cache.example.com/not-a-db",
+        "redis+unix:///run/redis.sock?pass=S3cr3tPw&db=x",
+        "unix:///run/redis.sock?PASS=S3cr3tPw&db=x",
+        "redis:S3cr3tPw@cache.example.com",
+        "redis://u:S3cr3tPw/x@cache.example.com",
+        "S3cr3tPw",
+    ] {
+        refused_hiding_secret(none().redis_url(url).build(), "redis_url", url);
+        let e = Client::builder().env_lookup(env(&[("ST_APP_KEY", "ak1.x"), ("ST_REDIS_URL", url)])).build();
+        refused_hiding_secret(e, "redis_url", url);
+    }
+    for (url, shown) in [
+        ("redis://:S3cr3tPw@cache.example.com/0", "redis://:***@cache.example.com/0"),
+        ("redis://user:S3cr3tPw@cache.example.com", "redis://***:***@cache.example.com"),
+        ("redis+unix:///run/redis.sock?pass=S3cr3tPw", "redis+unix:///run/redis.sock?pass=***"),
+    ] {
+        let client = none().redis_url(url).build().unwrap();
+        assert_eq!(client.config().redis().unwrap().redacted_url(), shown);
+        hides_secret(url, &format!("{client:?} {:?}", client.config()));
+    }
+}
+
+/// Log lines, captured from the engine's `tracing` events while a test runs on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_named_without_its_secrets_in_errors_and_logs() {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let sandbox = start(unlimited()).await;
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _guard = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish()
+        .set_default();
+    for (url, shown) in [
+        ("redis://user:S3cr3tPw@127.0.0.1:1/0", "redis://***:***@127.0.0.1:1/0"),
+        ("redis+unix:///nonexistent/redis.sock?pass=S3cr3tPw", "redis+unix:///nonexistent/redis.sock?pass=***"),
+    ] {
+        let client = builder(&sandbox).redis_url(url).redis_wait(Duration::from_millis(300)).build().unwrap();
+        let e = tenant(&client, &sandbox, 0).get("crm/customers").send_json().await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Connection, "{e}");
+        assert!(e.to_string().contains(&format!("Redis at {shown}")), "{e}");
+        hides_secret(url, &format!("{e} {e:?}"));
+    }
+    let logs = logs.text();
+    assert!(logs.contains("Redis failed; retrying"), "the retries are logged: {logs}");
+    hides_secret("the logs", &logs);
+    assert_eq!(total_requests(&sandbox), 0);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+    /// Whatever the form, the two halves of a secret never both survive `redact_url`, and
+    /// neither does either half when it is a password, a user or a secret parameter's value.
+    #[test]
+    fn redact_url_never_shows_a_secret(
+        a in "Q[a-z0-9]{5,9}",
+        b in "W[a-z0-9]{5,9}",
+        glue in proptest::sample::select(vec!["", "-", ".", "@", "/", ":", "?", "#", "%", "%2F", "+"]),
+        scheme in proptest::sample::select(vec!["https", "http", "redis", "rediss", "redis+unix", "unix", "ftp"]),
+        name in proptest::sample::select(vec!["pass", "Password", "client_secret", "access_token", "apiKey", "AUTH", "x-Auth-Token", "user"]),
+        form in 0usize..9,
+    ) {
+        let secret = format!("{a}{glue}{b}");
+        let plain = format!("{a}-{b}");
+        let url = match form {
+            0 => format!("{scheme}://bob:{secret}@cache.example.com:6379/0"),
+            1 => format!("{scheme}://:{secret}@cache.example.com"),
+            2 => format!("{scheme}://{secret}@cache.example.com"),
+            3 => format!("{scheme}:///run/redis.sock?db=1&{name}={plain}"),
+            4 => format!("{scheme}://cache.example.com/?a=1&{name}={plain}#x"),
+            5 => format!("{scheme}://cache.example.com/#{name}={plain}"),
+            6 => format!("{scheme}://bob:{secret}@cache.example.com:99999"),
+            7 => format!("{scheme}://bob:{secret}@bad host"),
+            _ => format!("bob:{secret}@cache.example.com"),
+        };
+        let shown = servicetitan::config::redact_url(&url);
+        proptest::prop_assert!(!shown.contains(&a) && !shown.contains(&b), "{} -> {}", url, shown);
+    }
+}

@@ -1,6 +1,10 @@
 //! The Redis limiter against a real redis-server (`ST_TEST_REDIS_URL`, set by scripts/test-redis.sh):
 //! the Lua admission rule under injected time (property-based), the shared cooldown,
-//! cancellation, and what happens when Redis cannot be reached.
+//! cancellation, what happens when Redis cannot be reached, and what whoever can write to
+//! Redis can plant (a cooldown of a year, admissions from the future, garbage): none of it
+//! stalls a caller beyond the bounds a client would accept from the server.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -171,4 +175,109 @@ async fn with_a_fallback_share_calls_go_on_at_that_share_of_the_budget() {
     // The third waits for the fallback window: 2 of 4, never a burst.
     limiter.acquire("tenant", Some(q)).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(390), "{:?}", started.elapsed());
+}
+
+/// A plain connection, as whoever can write to Redis has one.
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+#[tokio::test]
+async fn a_cooldown_beyond_the_bound_is_cut_to_it_and_garbage_is_no_cooldown() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("cool-bound");
+    let settings = RedisSettings::new(&url).unwrap().key_prefix(&prefix).unwrap().max_cooldown(Duration::from_secs(2));
+    let backend = RedisBackend::new(settings, Arc::new(SystemClock)).unwrap();
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let q = quota(60, 1000);
+    // Set through the client's own script, a year is not cut in Redis (another deployment
+    // may honour more), only in what this one waits.
+    backend.set_cooldown("tenant", YEAR, Some(t0)).await.unwrap();
+    assert_eq!(backend.cooldown_bound(Some(q)), Duration::from_secs(2));
+    assert_eq!(backend.try_admit("tenant", Some(q), Some(t0)).await.unwrap(), Some(Duration::from_secs(2)));
+    assert_eq!(backend.try_admit("tenant", None, Some(t0)).await.unwrap(), Some(Duration::from_secs(2)));
+    // A legitimate cooldown within the bound is waited in full.
+    backend.set_cooldown("short", Duration::from_millis(1500), Some(t0)).await.unwrap();
+    assert_eq!(backend.try_admit("short", Some(q), Some(t0)).await.unwrap(), Some(Duration::from_millis(1500)));
+
+    let mut c = raw(&url).await;
+    let cool = format!("{prefix}:rl:{{garbage}}:cool");
+    for planted in ["soon", "nan", "", "-inf"] {
+        let _: () = redis::cmd("SET").arg(&cool).arg(planted).query_async(&mut c).await.unwrap();
+        assert_eq!(backend.try_admit("garbage", Some(q), Some(t0)).await.unwrap(), None, "{planted:?}");
+    }
+    let _: () = redis::cmd("DEL").arg(&cool).query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("RPUSH").arg(&cool).arg("x").query_async(&mut c).await.unwrap();
+    assert_eq!(backend.try_admit("garbage", Some(q), Some(t0)).await.unwrap(), None, "a list");
+    backend.set_cooldown("garbage", Duration::from_millis(500), Some(t0)).await.unwrap();
+    assert_eq!(backend.try_admit("garbage", None, Some(t0)).await.unwrap(), Some(Duration::from_millis(500)));
+}
+
+#[tokio::test]
+async fn admissions_planted_in_the_future_or_of_the_wrong_type_hold_no_slot() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("future-log");
+    let backend = backend(&url, &prefix);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let q = quota(2, 1000);
+    let log = format!("{prefix}:rl:{{tenant}}:log");
+    let mut c = raw(&url).await;
+    for n in 0..50 {
+        let _: () = redis::cmd("ZADD")
+            .arg(&log)
+            .arg(micros(t0 + YEAR) + n)
+            .arg(format!("p{n}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    assert_eq!(backend.try_admit("tenant", Some(q), Some(t0)).await.unwrap(), None);
+    assert_eq!(backend.try_admit("tenant", Some(q), Some(t0)).await.unwrap(), None);
+    // The rule still holds: the third waits for the first to leave the window, no longer.
+    assert_eq!(backend.try_admit("tenant", Some(q), Some(t0)).await.unwrap(), Some(Duration::from_secs(1)));
+    let _: () = redis::cmd("DEL").arg(&log).query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("SET").arg(&log).arg("x").query_async(&mut c).await.unwrap();
+    assert_eq!(backend.try_admit("tenant", Some(q), Some(t0)).await.unwrap(), None, "a string");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_cooldown_of_a_year_delays_a_call_no_longer_than_max_retry_after() {
+    let Some(url) = redis_url() else { return };
+    let sandbox = common::start(common::unlimited()).await;
+    let prefix = unique_prefix("planted-cool");
+    let client = common::builder(&sandbox)
+        .redis_url(url.clone())
+        .redis_key_prefix(prefix.clone())
+        .max_retry_after(Duration::from_secs(1))
+        .rate_limit(60, Duration::from_millis(500))
+        .rate_limit_margin(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let tenant = common::tenant(&client, &sandbox, 0);
+    let call = || tenant.get("crm/customers").query(&[("pageSize", 1)]).send::<serde_json::Value>();
+    call().await.unwrap();
+    // Whoever can write to Redis sets the tenant's cooldown a year ahead, with no expiry, the
+    // way `redis-cli SET <key> <µs>` would.
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:rl:*:log")).query_async(&mut raw(&url).await).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let cool = keys[0].replace(":log", ":cool");
+    let until = micros(SystemTime::now() + YEAR);
+    let _: () = redis::cmd("SET").arg(&cool).arg(until.to_string()).query_async(&mut raw(&url).await).await.unwrap();
+
+    for _ in 0..2 {
+        let started = Instant::now();
+        call().await.unwrap();
+        let took = started.elapsed();
+        // Sat out up to the bound (max_retry_after, 1 s), then went ahead.
+        assert!(took >= Duration::from_millis(900), "the cooldown was not honoured at all: {took:?}");
+        assert!(took < Duration::from_secs(6), "stalled by a planted cooldown: {took:?}");
+    }
+    assert_eq!(common::route_count(&sandbox, "GET crm/v2/tenant/{tenant}/customers"), 3);
 }

@@ -1,0 +1,275 @@
+//! The shared connection to Redis, its retry-or-fall-back policy, and the limiter's primitives.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+
+use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN, GET_TOKEN, LOCK_FETCH};
+use super::settings::RedisSettings;
+use crate::auth::TokenKey;
+use crate::clock::{Clock, SystemClock};
+use crate::config::redact_in;
+use crate::error::{Error, ErrorCode, Result};
+use crate::limit::Quota;
+
+/// One Redis connection (multiplexed, reconnecting) shared by a [`RedisLimiter`](super::RedisLimiter) and a
+/// [`RedisTokenStore`](super::RedisTokenStore), with the retry-or-fall-back policy of [`RedisSettings`].
+pub struct RedisBackend {
+    pub(super) settings: RedisSettings,
+    client: redis::Client,
+    connection: tokio::sync::OnceCell<ConnectionManager>,
+    pub(super) clock: Arc<dyn Clock>,
+    // In fallback mode, after a failure, Redis is not asked again before this instant, so
+    // that an unreachable host costs one connect timeout per second, not one per call.
+    down_until: Mutex<Option<Instant>>,
+    // Set by a failure; turned into `recovered` by the next success. A Redis that comes back
+    // may have lost its admission logs (a restart without persistence), while the calls they
+    // recorded still count at the server.
+    failing: AtomicBool,
+    pub(super) recovered: AtomicBool,
+    admit: redis::Script,
+    cool_down: redis::Script,
+    pub(super) compare_and_delete: redis::Script,
+    pub(super) get_token: redis::Script,
+    pub(super) lock_fetch: redis::Script,
+    // Unique admission ids: the same call time from two processes must be two entries.
+    instance: u64,
+    sequence: AtomicU64,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// A backend for `settings`. Connects lazily, on first use.
+    pub fn new(settings: RedisSettings, clock: Arc<dyn Clock>) -> Result<Self> {
+        let client = redis::Client::open(settings.url.expose())
+            .map_err(|e| Error::configuration("redis_url", redact_in(&e.to_string(), settings.url.expose())))?;
+        Ok(RedisBackend {
+            settings,
+            client,
+            connection: tokio::sync::OnceCell::new(),
+            clock,
+            down_until: Mutex::new(None),
+            failing: AtomicBool::new(false),
+            recovered: AtomicBool::new(false),
+            admit: redis::Script::new(ADMIT),
+            cool_down: redis::Script::new(COOL_DOWN),
+            compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
+            get_token: redis::Script::new(GET_TOKEN),
+            lock_fetch: redis::Script::new(LOCK_FETCH),
+            instance: fastrand::u64(..),
+            sequence: AtomicU64::new(0),
+        })
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        // The hash tag keeps every key of one limiter (or token) in one Cluster slot.
+        format!("{}:{kind}:{{{}}}", self.settings.key_prefix, id.replace(['{', '}'], "_"))
+    }
+
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        let connection = self
+            .connection
+            .get_or_try_init(|| async {
+                // Short timeouts and no retries inside the driver: our own loop retries within
+                // the caller's budget (or falls back at once), and a hung connection must not
+                // hold a call past it.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(0);
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .await?;
+        Ok(connection.clone())
+    }
+
+    fn now_arg(&self, at: Option<SystemTime>) -> String {
+        match at {
+            Some(t) => micros(t).to_string(),
+            None if self.settings.client_time => micros(self.clock.wall()).to_string(),
+            None => String::new(),
+        }
+    }
+
+    /// Runs `op`, retrying failures within the wait budget; in fallback mode fails at once.
+    pub(super) async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let fallback = self.settings.fallback_share.is_some();
+        if fallback {
+            let down = *self.down_until.lock().expect("redis state lock");
+            if down.is_some_and(|until| self.clock.now() < until) {
+                return Err(self.unreachable(what, "it failed less than a second ago", Duration::ZERO));
+            }
+        }
+        let started = self.clock.now();
+        let mut attempt = 0u32;
+        loop {
+            let result = match self.connection().await {
+                Ok(connection) => op(connection).await,
+                Err(e) => Err(e),
+            };
+            let error = match result {
+                Ok(value) => {
+                    if self.failing.swap(false, Ordering::Relaxed) {
+                        self.recovered.store(true, Ordering::Relaxed);
+                    }
+                    return Ok(value);
+                }
+                Err(e) => e,
+            };
+            self.failing.store(true, Ordering::Relaxed);
+            let detail = redact_in(&error.to_string(), self.settings.url.expose());
+            let elapsed = self.clock.now().saturating_duration_since(started);
+            if fallback {
+                *self.down_until.lock().expect("redis state lock") = Some(self.clock.now() + Duration::from_secs(1));
+                return Err(self.unreachable(what, &detail, elapsed));
+            }
+            if elapsed >= self.settings.wait {
+                return Err(self.unreachable(what, &detail, elapsed));
+            }
+            // Backoff with jitter, capped, so that many processes do not reconnect in step.
+            let cap = Duration::from_millis(50 << attempt.min(4)).min(self.settings.wait - elapsed);
+            attempt += 1;
+            tracing::debug!(attempt, error = %detail, "Redis failed; retrying");
+            self.clock.sleep(cap.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+        }
+    }
+
+    fn unreachable(&self, what: &str, detail: &str, waited: Duration) -> Error {
+        let next = if self.settings.fallback_share.is_some() {
+            "falling back to this process's own limiter and token cache"
+        } else {
+            "check that Redis is running, or set redis_fallback_share (ST_REDIS_FALLBACK_SHARE) \
+             to fall back to an in-process limiter"
+        };
+        Error::new(
+            ErrorCode::Connection,
+            format!(
+                "Redis at {} did not answer {what} ({detail}; waited {:.1} s); {next}. \
+                 The ServiceTitan API was not called",
+                self.settings.redacted_url,
+                waited.as_secs_f64()
+            ),
+        )
+    }
+
+    /// One admission try for `key` at `at` (Redis's clock, or the client's with
+    /// [`RedisSettings::client_time`], when `None`): `None` if admitted and recorded, else
+    /// how long until a slot may free (or the cooldown ends, as far as
+    /// [`cooldown_bound`](Self::cooldown_bound) allows). `quota == None` only checks the
+    /// cooldown. The building block of [`RedisLimiter`](super::RedisLimiter); public for tests
+    /// and benchmarks.
+    pub async fn try_admit(&self, key: &str, quota: Option<Quota>, at: Option<SystemTime>) -> Result<Option<Duration>> {
+        let admission = self.admit(key, quota, at, self.cooldown_bound(quota)).await?;
+        Ok(admission.map(|(wait, _)| wait))
+    }
+
+    /// The longest cooldown read from Redis that a caller of `quota` sits out: the longest
+    /// `Retry-After` a client waits for ([`RedisSettings::max_cooldown`], its
+    /// `max_retry_after`), or one window, the pause after Redis comes back, if longer. A
+    /// longer one was not set by a client with these settings (another deployment with a
+    /// larger `max_retry_after`, or whoever can write to Redis) and must not stall this one
+    /// beyond what it would accept from the server itself.
+    pub fn cooldown_bound(&self, quota: Option<Quota>) -> Duration {
+        self.settings.max_cooldown.max(quota.map_or(Duration::ZERO, |q| q.window()))
+    }
+
+    /// [`try_admit`](Self::try_admit) honouring cooldowns for at most `longest` (zero: not at
+    /// all). `Some((wait, true))` is a wait for the cooldown, `Some((wait, false))` for a slot.
+    pub(super) async fn admit(
+        &self,
+        key: &str,
+        quota: Option<Quota>,
+        at: Option<SystemTime>,
+        longest: Duration,
+    ) -> Result<Option<(Duration, bool)>> {
+        let log = format!("{}:log", self.key("rl", key));
+        let cool = format!("{}:cool", self.key("rl", key));
+        let (calls, window) = match quota {
+            Some(q) => (q.calls, q.window()),
+            None => (0, Duration::ZERO),
+        };
+        let window_us = window.as_micros() as u64;
+        let longest_us = longest.as_micros() as u64;
+        let now = self.now_arg(at);
+        let member = format!("{:016x}-{}", self.instance, self.sequence.fetch_add(1, Ordering::Relaxed));
+        let (wait, cooling): (u64, u64) = self
+            .run("the rate limiter", |mut c| {
+                let (log, cool, now, member) = (&log, &cool, &now, &member);
+                async move {
+                    self.admit
+                        .key(log)
+                        .key(cool)
+                        .arg(calls)
+                        .arg(window_us)
+                        .arg(now)
+                        .arg(member)
+                        .arg(longest_us)
+                        .invoke_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        if wait == 0 {
+            return Ok(None);
+        }
+        // The script bounds both waits already; bounded here again so that no answer from
+        // Redis, whatever it runs, can put a caller to sleep for longer.
+        let cooling = cooling != 0;
+        let wait = Duration::from_micros(wait).min(if cooling { longest } else { window });
+        Ok(Some((wait.max(Duration::from_micros(1)), cooling)))
+    }
+
+    /// Sets the shared cooldown of `key` to `pause` from `at` (or now), unless a longer one is
+    /// in force.
+    pub async fn set_cooldown(&self, key: &str, pause: Duration, at: Option<SystemTime>) -> Result<()> {
+        let cool = format!("{}:cool", self.key("rl", key));
+        let now = self.now_arg(at);
+        let pause = pause.as_micros().max(1) as u64;
+        self.run("the cooldown", |mut c| {
+            let (cool, now) = (&cool, &now);
+            async move { self.cool_down.key(cool).arg(pause).arg(now).invoke_async::<i64>(&mut c).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(super) fn token_key(&self, key: &TokenKey) -> String {
+        let mut hash = Sha256::new();
+        for part in [&key.environment, &key.client_id, &key.secret_fingerprint] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        let id: String = hash.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.key("token", &id)
+    }
+}
+
+pub(super) fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
+}
+
+/// A backend on the system clock, for callers that build one by hand.
+impl RedisBackend {
+    /// [`RedisBackend::new`] on the system clock.
+    pub fn connect_lazily(settings: RedisSettings) -> Result<Self> {
+        Self::new(settings, Arc::new(SystemClock))
+    }
+}
