@@ -180,17 +180,17 @@ impl MemoryTokenStore {
 
 impl TokenStore for MemoryTokenStore {
     fn get<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, Result<Option<CachedToken>>> {
-        let token = self.tokens.read().expect("token store lock").get(key).cloned();
+        let token = crate::sync::read(&self.tokens).get(key).cloned();
         Box::pin(futures::future::ready(Ok(token)))
     }
 
     fn put<'a>(&'a self, key: &'a TokenKey, token: &'a CachedToken) -> BoxFuture<'a, Result<()>> {
-        self.tokens.write().expect("token store lock").insert(key.clone(), token.clone());
+        crate::sync::write(&self.tokens).insert(key.clone(), token.clone());
         Box::pin(futures::future::ready(Ok(())))
     }
 
     fn remove_if<'a>(&'a self, key: &'a TokenKey, access_token: &'a Secret) -> BoxFuture<'a, Result<()>> {
-        let mut tokens = self.tokens.write().expect("token store lock");
+        let mut tokens = crate::sync::write(&self.tokens);
         if tokens.get(key).is_some_and(|t| &t.access_token == access_token) {
             tokens.remove(key);
         }
@@ -585,7 +585,7 @@ impl TokenCache {
     /// Forgets `sent` after the API refused it, unless a newer token already replaced it.
     pub(crate) async fn invalidate(&self, source: &TokenSource, sent: &Secret) -> Result<()> {
         {
-            let mut flights = self.flights.lock().expect("token flights lock");
+            let mut flights = crate::sync::lock(&self.flights);
             let same = flights
                 .get(&source.key)
                 .is_some_and(|entry| matches!(entry.flight.peek(), Some(Ok(t)) if &t.access_token == sent));
@@ -613,7 +613,7 @@ impl TokenCache {
     /// or a new one. `blocking` callers have no usable token; background refreshes do not
     /// restart a failed fetch more than once a second.
     fn flight(&self, source: &Arc<TokenSource>, now: SystemTime, blocking: bool) -> Flight {
-        let mut flights = self.flights.lock().expect("token flights lock");
+        let mut flights = crate::sync::lock(&self.flights);
         if let Some(entry) = flights.get(&source.key) {
             match entry.flight.peek() {
                 None => return entry.flight.clone(),
@@ -626,7 +626,14 @@ impl TokenCache {
                 Some(_) => {}
             }
         }
-        let flight = self.fetcher.clone().fetch_and_store(source.clone()).boxed().shared();
+        // A panic in the fetch (a bug, or a token store that panics) must not reach the
+        // `Shared` future: it would re-panic in every waiter, now and later. It becomes an
+        // `internal` error for this fetch's waiters, and a failed fetch is not reused by the
+        // next caller that needs a token.
+        let fetch = std::panic::AssertUnwindSafe(self.fetcher.clone().fetch_and_store(source.clone()))
+            .catch_unwind()
+            .map(|outcome| outcome.unwrap_or_else(|panic| Err(Error::from_panic(&*panic))));
+        let flight = fetch.boxed().shared();
         flights.insert(source.key.clone(), FlightEntry { flight: flight.clone(), started: now });
         flight
     }

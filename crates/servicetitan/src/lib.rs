@@ -65,6 +65,7 @@ mod reports;
 mod request;
 pub mod retry;
 mod route;
+mod sync;
 mod tenant;
 
 pub(crate) use client::Counters;

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -209,7 +210,18 @@ pub(crate) async fn execute(tenant: &TenantInner, call: &Call) -> Result<Bytes> 
         attempts = tracing::field::Empty,
         throttle_wait_ms = tracing::field::Empty,
     );
-    execute_in_span(tenant, call).instrument(span).await
+    // A panic (a bug, or a token store, limiter or clock given by the caller that panics) fails
+    // this call with an `internal` error and nothing else: no lock stays poisoned, no shared
+    // future holds it.
+    let call_path = std::panic::AssertUnwindSafe(execute_in_span(tenant, call).instrument(span.clone()));
+    match call_path.catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let error = Error::from_panic(&*panic).with_request(call.method.as_str(), &call.route.url);
+            span.in_scope(|| tracing::error!(error = %error, "a call panicked"));
+            Err(error)
+        }
+    }
 }
 
 async fn execute_in_span(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
