@@ -52,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod body;
 mod client;
 pub mod clock;
 pub mod config;
@@ -59,15 +60,19 @@ mod error;
 pub mod limit;
 pub mod log;
 mod paging;
+#[cfg(test)]
+mod properties;
 pub mod redis;
 mod reports;
 mod request;
 pub mod retry;
 mod route;
+mod sync;
 mod tenant;
 
 pub(crate) use client::Counters;
 
+pub use body::{MAX_RESPONSE_BYTES, MAX_TOKEN_RESPONSE_BYTES};
 pub use bytes::Bytes;
 pub use client::{Client, Stats};
 pub use config::{ClientBuilder, Config, Environment, Secret, TenantCredentials, Timeouts};
