@@ -82,15 +82,27 @@ function errorText(err) {
   }
 }
 
-/** `argument` then `.key` or `[index]` per step; odd or long keys quoted and cut. */
+function step(key) {
+  if (typeof key === 'number') return `[${key}]`
+  if (/^[A-Za-z_$][\w$]{0,63}$/.test(key)) return `.${key}`
+  return `[${JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key)}]`
+}
+
+/**
+ * `argument` then `.key` or `[index]` per step; odd or long keys quoted and cut, and the
+ * middle of a very long path left out (`json[0][0]…[0][0]`).
+ */
 function pathText(argument, keys) {
-  let out = argument
-  for (const key of keys) {
-    if (typeof key === 'number') out += `[${key}]`
-    else if (/^[A-Za-z_$][\w$]{0,63}$/.test(key)) out += `.${key}`
-    else out += `[${JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key)}]`
-  }
-  return out
+  const steps = keys.map(step)
+  const full = argument + steps.join('')
+  if (full.length <= 240) return full
+  let head = argument
+  let i = 0
+  while (i < steps.length && head.length + steps[i].length <= 120) head += steps[i++]
+  let tail = ''
+  let j = steps.length
+  while (j > i && tail.length + steps[j - 1].length <= 120) tail = steps[--j] + tail
+  return `${head}…${tail}`
 }
 
 /** Walks one value, building the copy that is sent; `keys` is the path to where it is. */
