@@ -123,7 +123,8 @@ function conversionError(err) {
  * caught itself, say) an InternalError.
  */
 function fromNative(err) {
-  if (!(err instanceof Error) || typeof err.message !== 'string') return err
+  // Ours already (a conversion error of the package's own, raised inside a callNative).
+  if (err instanceof ServiceTitanError || !(err instanceof Error) || typeof err.message !== 'string') return err
   if (!err.message.startsWith(MARKER)) {
     if (CONVERSION_STATUSES.has(err.code)) return conversionError(err)
     return new InternalError(`internal error in servicetitan (a bug; the client stays usable): ${err.message}`, {
