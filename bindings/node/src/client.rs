@@ -253,22 +253,36 @@ impl NativeTenant {
 
     /// The pages of a page-based list, as raw JSON.
     #[napi]
-    pub fn paginate(&self, path: String, query: Option<Vec<String>>, page_size: Option<u32>) -> NativePageStream {
-        let mut list = self.inner.paginate::<Value>(path).param_pairs(pairs(query));
-        if let Some(size) = page_size {
-            list = list.page_size(size);
-        }
-        NativePageStream::new(list.raw_pages(), call_span(&self.logger))
+    pub fn paginate(
+        &self,
+        path: String,
+        query: Option<Vec<String>>,
+        page_size: Option<u32>,
+    ) -> napi::Result<NativePageStream> {
+        guard::sync(|| {
+            let mut list = self.inner.paginate::<Value>(path).param_pairs(pairs(query));
+            if let Some(size) = page_size {
+                list = list.page_size(size);
+            }
+            Ok(NativePageStream::new(list.raw_pages(), call_span(&self.logger)))
+        })
     }
 
     /// The pages of an export feed, as raw JSON with their `continueFrom`.
     #[napi]
-    pub fn export(&self, path: String, since: Option<String>, query: Option<Vec<String>>) -> NativePageStream {
-        let mut feed = self.inner.export::<Value>(path).since(since);
-        for (k, v) in pairs(query) {
-            feed = feed.param(k, v);
-        }
-        NativePageStream::new(feed.raw_pages(), call_span(&self.logger))
+    pub fn export(
+        &self,
+        path: String,
+        since: Option<String>,
+        query: Option<Vec<String>>,
+    ) -> napi::Result<NativePageStream> {
+        guard::sync(|| {
+            let mut feed = self.inner.export::<Value>(path).since(since);
+            for (k, v) in pairs(query) {
+                feed = feed.param(k, v);
+            }
+            Ok(NativePageStream::new(feed.raw_pages(), call_span(&self.logger)))
+        })
     }
 
     /// A report's data as named records; resolves with a JSON array's bytes.

@@ -129,10 +129,12 @@ impl Task for CloseSandbox {
     type JsValue = ();
 
     fn compute(&mut self) -> napi::Result<()> {
-        if let Some(mut sandbox) = self.sandbox.take() {
-            sandbox.stop();
-        }
-        Ok(())
+        guard::sync(|| {
+            if let Some(mut sandbox) = self.sandbox.take() {
+                sandbox.stop();
+            }
+            Ok(())
+        })
     }
 
     fn resolve(&mut self, _env: Env, _output: ()) -> napi::Result<()> {
