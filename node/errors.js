@@ -78,19 +78,64 @@ function camelizeNames(message) {
   )
 }
 
+/** napi's statuses for an argument it could not convert into the Rust type asked for. */
+const CONVERSION_STATUSES = new Set([
+  'InvalidArg',
+  'ObjectExpected',
+  'StringExpected',
+  'NameExpected',
+  'FunctionExpected',
+  'NumberExpected',
+  'BooleanExpected',
+  'ArrayExpected',
+  'BigintExpected',
+  'DateExpected',
+  'ArrayBufferExpected',
+  'DetachableArraybufferExpected',
+])
+
+const RUST_TYPES = {
+  String: 'a string',
+  bool: 'a boolean',
+  f64: 'a number',
+  u32: 'a whole number from 0 to 4294967295',
+  i32: 'an integer',
+  i64: 'an integer',
+}
+
 /**
- * The public error for an error thrown by the addon; any other error is returned unchanged
- * (a TypeError for an argument of the wrong type, say).
+ * napi's own conversion error, which quotes the value it could not convert: the value may be
+ * a secret, so only the Rust type and the field (`on NativeClientOptions.appKey`) are kept.
+ */
+function conversionError(err) {
+  const text = err.message
+  const at = text.lastIndexOf(' into rust type `')
+  const tail = at === -1 ? '' : text.slice(at)
+  const match = /^ into rust type `([^`]*)`(?: on \w+\.(\w+))?/.exec(tail)
+  const expected = (match && RUST_TYPES[match[1]]) ?? 'a value of another type'
+  const argument = match?.[2] ?? null
+  return new ConfigurationError(`invalid ${argument ?? 'argument'}: expected ${expected}`, { argument })
+}
+
+/**
+ * The public error for an error thrown by the addon: ours carry their fields as JSON; napi's
+ * conversion errors become a ConfigurationError; anything else from the addon (a panic napi
+ * caught itself, say) an InternalError.
  */
 function fromNative(err) {
-  if (!(err instanceof Error) || typeof err.message !== 'string' || !err.message.startsWith(MARKER)) {
-    return err
+  // Ours already (a conversion error of the package's own, raised inside a callNative).
+  if (err instanceof ServiceTitanError || !(err instanceof Error) || typeof err.message !== 'string') return err
+  if (!err.message.startsWith(MARKER)) {
+    if (CONVERSION_STATUSES.has(err.code)) return conversionError(err)
+    return new InternalError(`internal error in servicetitan (a bug; the client stays usable): ${err.message}`, {
+      cause: err,
+    })
   }
   let fields
   try {
     fields = JSON.parse(err.message.slice(MARKER.length))
   } catch {
-    return err
+    return new InternalError('internal error in servicetitan (a bug; the client stays usable): an undecodable error', {})
   }
   const cls = CLASSES[fields.code] ?? ServiceTitanError
   const message = fields.code === 'configuration' ? camelizeNames(fields.message) : fields.message

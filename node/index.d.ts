@@ -6,8 +6,15 @@ import type { ClientStats } from './native'
 
 export type { ClientStats }
 
-/** Query parameters: arrays are sent comma-separated, dates as ISO 8601. */
-export type QueryParams = Record<string, string | number | boolean | Date | ReadonlyArray<string | number> | null | undefined>
+/** A value the query string carries as text (finite numbers, valid dates, valid Unicode). */
+export type QueryValue = string | number | bigint | boolean | Date
+
+/**
+ * Query parameters: arrays are sent comma-separated, dates as ISO 8601; `null` and `undefined`
+ * are left out. Anything else (an object, a nested array, NaN, an invalid date, a string with
+ * a lone surrogate) is a ConfigurationError naming it, e.g. `params.ids[2]`.
+ */
+export type QueryParams = Record<string, QueryValue | ReadonlyArray<QueryValue> | null | undefined>
 
 /** A JSON value as the API sends and accepts it. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
@@ -83,7 +90,9 @@ export interface ClientOptions {
   redisFallbackShare?: number
   /**
    * Receives the engine's debug output (retries, waits, token fetches), never a secret.
-   * Without it, set `SERVICETITAN_LOG=debug` to print the same lines to stderr.
+   * Without it, set `SERVICETITAN_LOG=debug` to print the same lines to stderr. If it throws
+   * (or its promise rejects), the first failure is reported once as a process warning
+   * (`SERVICETITAN_LOGGER_FAILED`) and logging goes on.
    */
   logger?: (record: LogRecord) => void
 }
@@ -102,7 +111,14 @@ export interface CallOptions {
 
 export interface RequestOptions extends CallOptions {
   params?: QueryParams
-  /** The JSON body (POST, PUT, PATCH). */
+  /**
+   * The JSON body (POST, PUT, PATCH), sent as `JSON.stringify` writes it where that is
+   * faithful (`toJSON`, dates as ISO 8601, `undefined` members left out). A value that
+   * contains itself, nests deeper than 128 levels, or that JSON would silently change or
+   * cannot carry (BigInt, NaN, ±Infinity, a function or symbol, `undefined` in an array, a
+   * Map or Set, an invalid date, a lone surrogate) is a ConfigurationError naming the path
+   * to it, e.g. `json.items[3].price: NaN cannot be sent as JSON`, and nothing is sent.
+   */
   json?: unknown
   /** Resend a POST or PATCH after a 5xx, timeout or lost connection (only if resending is harmless). */
   safeToRetry?: boolean
@@ -123,7 +139,10 @@ export interface ExportOptions extends CallOptions {
 }
 
 export interface ReportOptions extends CallOptions {
-  /** The report's parameters by name, e.g. `{ From: '2026-01-01', To: '2026-01-31' }`. */
+  /**
+   * The report's parameters by name, e.g. `{ From: '2026-01-01', To: '2026-01-31' }`; checked
+   * as a JSON body is (`parameters.Ids[2]: …`).
+   */
   parameters?: Record<string, string | number | boolean | Date | ReadonlyArray<string | number> | null>
 }
 
@@ -374,10 +393,13 @@ export declare class ServerError extends ServiceTitanError { static readonly cod
 export declare class APITimeoutError extends ServiceTitanError { static readonly code: 'timeout' }
 /** DNS, connect, TLS or a reset connection. */
 export declare class APIConnectionError extends ServiceTitanError { static readonly code: 'connection' }
-/** Bad input from the caller, refused before any request. */
+/**
+ * Bad input from the caller, refused before any request: thrown by constructors and
+ * factories, a rejection of calls. A wrong value is described by its type, never echoed.
+ */
 export declare class ConfigurationError extends ServiceTitanError {
   static readonly code: 'configuration'
-  /** The option or environment variable at fault, when known. */
+  /** The option, argument (`json`, `params`…) or environment variable at fault, when known. */
   readonly argument: string | null
 }
 /** A 2xx whose body is not the JSON promised. */

@@ -5,34 +5,11 @@
 
 const native = require('./native.js')
 const errors = require('./errors.js')
+const { flatQuery } = require('./convert.js')
+const opts = require('./options.js')
 
 const { fromNative } = errors
-
-// ---------------------------------------------------------------------------------------------
-// Key case: the engine's and the sandbox's serde types use snake_case; JavaScript callers
-// write camelCase. Only option objects go through this (never user data such as request
-// bodies or query parameters, whose keys are the API's own).
-
-function snakeCase(key) {
-  return key.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase())
-}
-
-function isPlainObject(value) {
-  if (value === null || typeof value !== 'object') return false
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
-}
-
-/** A copy of `value` with every object key in snake_case; `undefined` members are left out. */
-function snakeKeys(value) {
-  if (Array.isArray(value)) return value.map(snakeKeys)
-  if (!isPlainObject(value)) return value
-  const out = {}
-  for (const [key, member] of Object.entries(value)) {
-    if (member !== undefined) out[snakeCase(key)] = snakeKeys(member)
-  }
-  return out
-}
+const { wholeNumber } = opts
 
 /** Calls into the addon, turning its errors into the public classes. */
 function callNative(fn) {
@@ -46,23 +23,6 @@ function callNative(fn) {
 // ---------------------------------------------------------------------------------------------
 // Calls
 
-/** Query values as the API reads them: arrays comma-separated, dates in ISO 8601. */
-function queryValue(value) {
-  if (value instanceof Date) return value.toISOString()
-  if (Array.isArray(value)) return value.map(queryValue).join(',')
-  return String(value)
-}
-
-/** `{ name: value }` as the flat `[name, value, …]` list the addon takes; null/undefined left out. */
-function flatQuery(params) {
-  const flat = []
-  if (params == null) return flat
-  for (const [name, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null) flat.push(name, queryValue(value))
-  }
-  return flat
-}
-
 function throwNative(err) {
   throw fromNative(err)
 }
@@ -73,7 +33,18 @@ function throwNative(err) {
  * drops it in Rust and so gives back anything it held, such as its place at the rate limiter.
  */
 function withSignal(signal, start) {
-  if (signal == null) return start(undefined).catch(throwNative)
+  if (signal == null) {
+    try {
+      return start(undefined).catch(throwNative)
+    } catch (err) {
+      return Promise.reject(fromNative(err))
+    }
+  }
+  if (typeof signal !== 'object' || typeof signal.addEventListener !== 'function') {
+    return Promise.reject(
+      new errors.ConfigurationError('invalid signal: expected an AbortSignal', { argument: 'signal' }),
+    )
+  }
   if (signal.aborted) return Promise.reject(signal.reason)
   const canceller = new native.Canceller()
   let onAbort
@@ -94,11 +65,13 @@ function withSignal(signal, start) {
   return Promise.race([call.catch(throwNative), aborted]).finally(() => signal.removeEventListener('abort', onAbort))
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true })
+
 /** A response body as JSON; an empty body (204) is `null`. */
 function decodeBody(buffer, method, path) {
   if (buffer.length === 0) return null
   try {
-    return JSON.parse(buffer.toString('utf8'))
+    return JSON.parse(UTF8.decode(buffer))
   } catch (err) {
     throw new errors.DecodeError(`the response to ${method} ${path} is not JSON: ${err.message}`, {
       method,
@@ -109,97 +82,6 @@ function decodeBody(buffer, method, path) {
 }
 
 const PRIVATE = Symbol('servicetitan.private')
-
-/** Options in milliseconds, as the addon takes them (see NativeClientOptions). */
-function nativeClientOptions(options) {
-  if (!isPlainObject(options)) throw new TypeError('new Client(options): options must be an object')
-  const o = {
-    appKey: options.appKey,
-    environment: options.environment,
-    authUrl: options.authUrl,
-    apiUrl: options.apiUrl,
-    maxAttempts: options.maxAttempts,
-    timeoutMs: options.timeoutMs,
-    connectTimeoutMs: options.connectTimeoutMs,
-    attemptTimeoutMs: options.attemptTimeoutMs,
-    maxRetryAfterMs: options.maxRetryAfterMs,
-    redisUrl: options.redisUrl,
-    redisKeyPrefix: options.redisKeyPrefix,
-    redisTokenKey: options.redisTokenKey,
-    redisFallbackShare: options.redisFallbackShare,
-  }
-  const limit = options.rateLimit
-  if (limit === false) {
-    o.rateLimitCalls = 0
-    o.rateLimitPeriodMs = 1000
-  } else if (limit != null) {
-    if (limit.calls != null || limit.periodMs != null) {
-      if (limit.calls == null || limit.periodMs == null) {
-        throw new errors.ConfigurationError('invalid rateLimit: give both calls and periodMs', { argument: 'rateLimit' })
-      }
-      o.rateLimitCalls = limit.calls
-      o.rateLimitPeriodMs = limit.periodMs
-    }
-    o.rateLimitMarginMs = limit.marginMs
-  }
-  const report = options.reportRateLimit
-  if (report === false) {
-    o.reportRateLimitCalls = 0
-    o.reportRateLimitPeriodMs = 60_000
-  } else if (report != null) {
-    if (report.calls == null || report.periodMs == null) {
-      throw new errors.ConfigurationError('invalid reportRateLimit: give both calls and periodMs', {
-        argument: 'reportRateLimit',
-      })
-    }
-    o.reportRateLimitCalls = report.calls
-    o.reportRateLimitPeriodMs = report.periodMs
-  }
-  if (options.backoff != null) {
-    o.backoffBaseMs = options.backoff.baseMs
-    o.backoffMaxMs = options.backoff.maxMs
-  }
-  if (options.caCertificates != null) {
-    const list = Array.isArray(options.caCertificates) ? options.caCertificates : [options.caCertificates]
-    o.caCertificates = list.map((pem) => pem.toString())
-  }
-  // napi would wrap a negative or fractional number into a huge u32 (rateLimit.calls: -1 meant
-  // no limit at all), so numbers are checked here, under the names the caller used.
-  wholeNumber(o.maxAttempts, 'maxAttempts')
-  wholeNumber(o.rateLimitCalls, 'rateLimit.calls')
-  wholeNumber(o.reportRateLimitCalls, 'reportRateLimit.calls')
-  for (const [key, name] of [
-    ['rateLimitPeriodMs', 'rateLimit.periodMs'],
-    ['rateLimitMarginMs', 'rateLimit.marginMs'],
-    ['reportRateLimitPeriodMs', 'reportRateLimit.periodMs'],
-    ['backoffBaseMs', 'backoff.baseMs'],
-    ['backoffMaxMs', 'backoff.maxMs'],
-    ['timeoutMs', 'timeoutMs'],
-    ['connectTimeoutMs', 'connectTimeoutMs'],
-    ['attemptTimeoutMs', 'attemptTimeoutMs'],
-    ['maxRetryAfterMs', 'maxRetryAfterMs'],
-  ]) {
-    const value = o[key]
-    if (value != null && !(typeof value === 'number' && Number.isFinite(value) && value >= 0)) {
-      throw new errors.ConfigurationError(
-        `invalid ${name}: expected a non-negative number of milliseconds, got ${JSON.stringify(value)}`,
-        { argument: name },
-      )
-    }
-  }
-  return o
-}
-
-/** A whole number from 0 to 2^32 - 1 (what the addon's u32 takes), or absent. */
-function wholeNumber(value, argument, min = 0) {
-  if (value == null) return
-  if (!Number.isInteger(value) || value < min || value > 0xffffffff) {
-    throw new errors.ConfigurationError(
-      `invalid ${argument}: expected a whole number from ${min} to 4294967295, got ${JSON.stringify(value)}`,
-      { argument },
-    )
-  }
-}
 
 /**
  * A ServiceTitan API client for one app key, serving any number of tenants. It holds the
@@ -214,21 +96,18 @@ class Client {
   #native
 
   /** @param {import('./index').ClientOptions} [options] */
-  constructor(options = {}) {
-    const o = nativeClientOptions(options)
-    const logger = options.logger
-    if (logger != null && typeof logger !== 'function') {
-      throw new TypeError('new Client(options): logger must be a function (record) => void')
-    }
-    this.#native = callNative(() => new native.NativeClient(o, logger ?? undefined))
+  constructor(options) {
+    const o = opts.nativeClientOptions(options)
+    const logger = opts.loggerCallback(options?.logger)
+    this.#native = callNative(() => new native.NativeClient(o, logger))
   }
 
   /**
    * A client configured from environment variables only (`ST_APP_KEY`, `ST_ENVIRONMENT` or
    * `ST_AUTH_URL` + `ST_API_URL`, …); `logger` may still be given.
    */
-  static fromEnv(options = {}) {
-    return new Client({ logger: options.logger })
+  static fromEnv(options) {
+    return new Client({ logger: opts.optionsObject(options).logger })
   }
 
   /**
@@ -238,19 +117,18 @@ class Client {
    * @param {number} id
    * @param {import('./index').TenantOptions} [options]
    */
-  tenant(id, options = {}) {
-    if (!Number.isSafeInteger(id)) {
-      throw new errors.ConfigurationError(`invalid tenant id: expected an integer, got ${String(id)}`, {
-        argument: 'tenantId',
-      })
-    }
-    const nativeTenant = callNative(() => this.#native.tenant(id, options.clientId, options.clientSecret))
+  tenant(id, options) {
+    opts.integerId(id, 'tenant id')
+    options = opts.optionsObject(options)
+    const clientId = opts.optionalString(options.clientId, 'clientId')
+    const clientSecret = opts.optionalString(options.clientSecret, 'clientSecret')
+    const nativeTenant = callNative(() => this.#native.tenant(id, clientId, clientSecret))
     return new Tenant(PRIVATE, nativeTenant)
   }
 
   /** What this client has done so far: requests, retries, tokenFetches, rateLimited, throttleWaitMs. */
   stats() {
-    return this.#native.stats()
+    return callNative(() => this.#native.stats())
   }
 }
 
@@ -259,7 +137,7 @@ class Tenant {
   #native
 
   constructor(token, nativeTenant) {
-    if (token !== PRIVATE) throw new TypeError('use client.tenant(id, { clientId, clientSecret })')
+    if (token !== PRIVATE) throw new errors.ConfigurationError('use client.tenant(id, { clientId, clientSecret })')
     this.#native = nativeTenant
   }
 
@@ -267,14 +145,9 @@ class Tenant {
     return this.#native.id
   }
 
-  async #call(method, path, options = {}) {
-    const o = {
-      query: flatQuery(options.params),
-      json: options.json === undefined ? undefined : JSON.stringify(options.json),
-      safeToRetry: options.safeToRetry,
-      timeoutMs: options.timeoutMs,
-    }
-    const body = await withSignal(options.signal, (c) => this.#native.request(method, path, o, c))
+  async #call(method, path, options) {
+    const o = opts.requestOptions(path, options)
+    const body = await withSignal(options?.signal, (c) => this.#native.request(method, path, o, c))
     return decodeBody(body, method, path)
   }
 
@@ -331,8 +204,11 @@ class Tenant {
    * A report's data, every page, rows as objects keyed by field name. Runs under the
    * per-report rate limit (5 per minute per report and tenant).
    */
-  async report(category, reportId, options = {}) {
-    const parameters = options.parameters == null ? undefined : JSON.stringify(options.parameters)
+  async report(category, reportId, options) {
+    opts.requiredString(category, 'category')
+    opts.integerId(reportId, 'reportId')
+    options = opts.optionsObject(options)
+    const parameters = opts.reportParameters(options.parameters)
     const body = await withSignal(options.signal, (c) =>
       this.#native.report(category, reportId, parameters, c),
     )
@@ -340,19 +216,25 @@ class Tenant {
   }
 
   /** The report categories: `[{ id, name }]`. */
-  async reportCategories(options = {}) {
+  async reportCategories(options) {
+    options = opts.optionsObject(options)
     const body = await withSignal(options.signal, (c) => this.#native.reportCategories(c))
     return JSON.parse(body.toString('utf8'))
   }
 
   /** The reports of a category: `[{ id, name, description }]`. */
-  async reports(category, options = {}) {
+  async reports(category, options) {
+    opts.requiredString(category, 'category')
+    options = opts.optionsObject(options)
     const body = await withSignal(options.signal, (c) => this.#native.reports(category, c))
     return JSON.parse(body.toString('utf8'))
   }
 
   /** A report's description: `{ id, name, description, parameters, fields }`. */
-  async reportMetadata(category, reportId, options = {}) {
+  async reportMetadata(category, reportId, options) {
+    opts.requiredString(category, 'category')
+    opts.integerId(reportId, 'reportId')
+    options = opts.optionsObject(options)
     const body = await withSignal(options.signal, (c) => this.#native.reportMetadata(category, reportId, c))
     return JSON.parse(body.toString('utf8'))
   }
@@ -453,11 +335,6 @@ class ExportFeed {
 // ---------------------------------------------------------------------------------------------
 // Sandbox
 
-/** `rateLimit: false` is shorthand for a limit that is switched off. */
-function limitOption(limit) {
-  return limit === false ? { enabled: false } : limit
-}
-
 function limitStats(s) {
   return {
     admitted: s.admitted,
@@ -489,15 +366,8 @@ class Sandbox {
   #config
 
   /** @param {import('./index').SandboxOptions} [options] */
-  constructor(options = {}) {
-    if (!isPlainObject(options)) {
-      throw new TypeError('new Sandbox(options): options must be an object')
-    }
-    const config = snakeKeys({
-      ...options,
-      rateLimit: limitOption(options.rateLimit),
-      reportLimit: limitOption(options.reportLimit),
-    })
+  constructor(options) {
+    const config = opts.sandboxConfig(options)
     this.#native = callNative(() => new native.NativeSandbox(config))
     this.#config = this.#native.config()
   }
@@ -566,7 +436,8 @@ class Sandbox {
    * @param {import('./index').SandboxFault} fault
    */
   addFault(fault) {
-    callNative(() => this.#native.addFault(snakeKeys(fault)))
+    const text = opts.sandboxFault(fault)
+    callNative(() => this.#native.addFault(text))
   }
 
   clearFaults() {

@@ -841,3 +841,4 @@ module.exports.NativePageStream = nativeBinding.NativePageStream
 module.exports.NativeSandbox = nativeBinding.NativeSandbox
 module.exports.NativeTenant = nativeBinding.NativeTenant
 module.exports.engineVersion = nativeBinding.engineVersion
+module.exports.panicForTests = nativeBinding.panicForTests

@@ -54,7 +54,7 @@ test('unknown or invalid options are a ConfigurationError naming the option as w
     },
   )
   assert.throws(() => new Sandbox({ tenants: [] }), ConfigurationError)
-  assert.throws(() => new Sandbox('fast'), TypeError)
+  assert.throws(() => new Sandbox('fast'), ConfigurationError)
 })
 
 test('stats count token requests per client id, in camelCase', async (t) => {

@@ -11,10 +11,11 @@ use napi::Env;
 use napi_derive::napi;
 use serde_json::Value;
 use servicetitan::{Client, Method, TenantCredentials};
-use tracing::Instrument;
 
-use crate::cancel::{token, unless_cancelled, Canceller};
-use crate::error::{configuration, engine};
+use crate::cancel::{token, Canceller};
+use crate::error::{configuration, configuration_for, engine, internal};
+use crate::guard;
+use crate::json;
 use crate::logging::{self, LogRecord, LoggerRegistration};
 use crate::stream::NativePageStream;
 
@@ -88,9 +89,43 @@ fn call_span(logger: &Option<Arc<LoggerRegistration>>) -> tracing::Span {
 impl NativeClient {
     #[napi(constructor)]
     pub fn new(options: Option<NativeClientOptions>, logger: Option<Function<LogRecord, ()>>) -> napi::Result<Self> {
+        guard::sync(|| Self::build(options.unwrap_or_default(), logger))
+    }
+
+    /// A tenant; credentials fall back to `ST_CLIENT_ID` / `ST_CLIENT_SECRET` and are checked now.
+    #[napi]
+    pub fn tenant(
+        &self,
+        id: i64,
+        client_id: Option<String>,
+        client_secret: Option<String>,
+    ) -> napi::Result<NativeTenant> {
+        guard::sync(|| {
+            let credentials = TenantCredentials::resolve(Some(id), client_id, client_secret).map_err(|e| engine(&e))?;
+            let inner = self.inner.try_tenant(credentials).map_err(|e| engine(&e))?;
+            Ok(NativeTenant { inner, logger: self.logger.clone() })
+        })
+    }
+
+    #[napi]
+    pub fn stats(&self) -> napi::Result<ClientStats> {
+        guard::sync(|| {
+            let s = self.inner.stats();
+            Ok(ClientStats {
+                requests: s.requests as i64,
+                retries: s.retries as i64,
+                token_fetches: s.token_fetches as i64,
+                rate_limited: s.rate_limited as i64,
+                throttle_wait_ms: s.throttle_wait.as_secs_f64() * 1000.0,
+            })
+        })
+    }
+}
+
+impl NativeClient {
+    fn build(o: NativeClientOptions, logger: Option<Function<LogRecord, ()>>) -> napi::Result<Self> {
         logging::install();
         let logger = logger.map(LoggerRegistration::new).transpose()?.map(Arc::new);
-        let o = options.unwrap_or_default();
         let mut b = Client::builder().language("node");
         if let Some(v) = o.app_key {
             b = b.app_key(v);
@@ -149,31 +184,6 @@ impl NativeClient {
         let inner = b.build().map_err(|e| engine(&e))?;
         Ok(NativeClient { inner, logger })
     }
-
-    /// A tenant; credentials fall back to `ST_CLIENT_ID` / `ST_CLIENT_SECRET` and are checked now.
-    #[napi]
-    pub fn tenant(
-        &self,
-        id: i64,
-        client_id: Option<String>,
-        client_secret: Option<String>,
-    ) -> napi::Result<NativeTenant> {
-        let credentials = TenantCredentials::resolve(Some(id), client_id, client_secret).map_err(|e| engine(&e))?;
-        let inner = self.inner.try_tenant(credentials).map_err(|e| engine(&e))?;
-        Ok(NativeTenant { inner, logger: self.logger.clone() })
-    }
-
-    #[napi]
-    pub fn stats(&self) -> ClientStats {
-        let s = self.inner.stats();
-        ClientStats {
-            requests: s.requests as i64,
-            retries: s.retries as i64,
-            token_fetches: s.token_fetches as i64,
-            rate_limited: s.rate_limited as i64,
-            throttle_wait_ms: s.throttle_wait.as_secs_f64() * 1000.0,
-        }
-    }
 }
 
 /// One call's options after the wrapper flattened them.
@@ -183,7 +193,7 @@ pub struct NativeRequestOptions {
     /// Query parameters as `[name, value, name, value, …]`: flat, so that crossing into Rust
     /// is one array of strings.
     pub query: Option<Vec<String>>,
-    /// The JSON body as text (`JSON.stringify` semantics: `toJSON`, dates, `undefined` members).
+    /// The JSON body as text, made by the wrapper's converter (`node/convert.js`).
     pub json: Option<String>,
     pub safe_to_retry: Option<bool>,
     pub timeout_ms: Option<f64>,
@@ -221,48 +231,58 @@ impl NativeTenant {
         options: Option<NativeRequestOptions>,
         canceller: Option<&Canceller>,
     ) -> napi::Result<PromiseRaw<'env, Buffer>> {
-        let o = options.unwrap_or_default();
-        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| configuration(format!("invalid method {method:?}")))?;
-        let body = match o.json {
-            Some(text) => Some(
-                serde_json::from_str::<Value>(&text).map_err(|e| configuration(format!("invalid json body: {e}")))?,
-            ),
-            None => None,
-        };
-        let mut request = self.inner.request(method, path).query_pairs(pairs(o.query)).json_value(body);
-        if o.safe_to_retry == Some(true) {
-            request = request.safe_to_retry();
-        }
-        if let Some(ms) = o.timeout_ms {
-            request = request.timeout(millis("timeoutMs", ms)?);
-        }
-        let cancel = token(canceller);
-        let call = async move {
-            let bytes = request.send_bytes().await.map_err(|e| engine(&e))?;
-            Ok(Buffer::from(Vec::from(bytes)))
-        };
-        env.spawn_future(unless_cancelled(cancel, call.instrument(call_span(&self.logger))))
+        guard::sync(|| {
+            let o = options.unwrap_or_default();
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| configuration(format!("invalid method {method:?}")))?;
+            let body = o.json.map(|text| json::parse(&text, "json")).transpose()?;
+            let mut request = self.inner.request(method, path).query_pairs(pairs(o.query)).json_value(body);
+            if o.safe_to_retry == Some(true) {
+                request = request.safe_to_retry();
+            }
+            if let Some(ms) = o.timeout_ms {
+                request = request.timeout(millis("timeoutMs", ms)?);
+            }
+            let call = async move {
+                let bytes = request.send_bytes().await.map_err(|e| engine(&e))?;
+                Ok(Buffer::from(Vec::from(bytes)))
+            };
+            guard::spawn(env, token(canceller), call_span(&self.logger), call)
+        })
     }
 
     /// The pages of a page-based list, as raw JSON.
     #[napi]
-    pub fn paginate(&self, path: String, query: Option<Vec<String>>, page_size: Option<u32>) -> NativePageStream {
-        let mut list = self.inner.paginate::<Value>(path).param_pairs(pairs(query));
-        if let Some(size) = page_size {
-            list = list.page_size(size);
-        }
-        NativePageStream::new(list.raw_pages(), call_span(&self.logger))
+    pub fn paginate(
+        &self,
+        path: String,
+        query: Option<Vec<String>>,
+        page_size: Option<u32>,
+    ) -> napi::Result<NativePageStream> {
+        guard::sync(|| {
+            let mut list = self.inner.paginate::<Value>(path).param_pairs(pairs(query));
+            if let Some(size) = page_size {
+                list = list.page_size(size);
+            }
+            Ok(NativePageStream::new(list.raw_pages(), call_span(&self.logger)))
+        })
     }
 
     /// The pages of an export feed, as raw JSON with their `continueFrom`.
     #[napi]
-    pub fn export(&self, path: String, since: Option<String>, query: Option<Vec<String>>) -> NativePageStream {
-        let mut feed = self.inner.export::<Value>(path).since(since);
-        for (k, v) in pairs(query) {
-            feed = feed.param(k, v);
-        }
-        NativePageStream::new(feed.raw_pages(), call_span(&self.logger))
+    pub fn export(
+        &self,
+        path: String,
+        since: Option<String>,
+        query: Option<Vec<String>>,
+    ) -> napi::Result<NativePageStream> {
+        guard::sync(|| {
+            let mut feed = self.inner.export::<Value>(path).since(since);
+            for (k, v) in pairs(query) {
+                feed = feed.param(k, v);
+            }
+            Ok(NativePageStream::new(feed.raw_pages(), call_span(&self.logger)))
+        })
     }
 
     /// A report's data as named records; resolves with a JSON array's bytes.
@@ -276,22 +296,24 @@ impl NativeTenant {
         parameters: Option<String>,
         canceller: Option<&Canceller>,
     ) -> napi::Result<PromiseRaw<'env, Buffer>> {
-        let parameters = match parameters {
-            Some(text) => match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(map)) => map,
-                Ok(Value::Null) => Default::default(),
-                _ => return Err(configuration("invalid parameters: expected an object of name → value")),
-            },
-            None => Default::default(),
-        };
-        let query = self.inner.report(category, report_id).parameters(parameters);
-        let call = async move {
-            let records = query.records().await.map_err(|e| engine(&e))?;
-            let bytes = serde_json::to_vec(&records)
-                .map_err(|e| napi::Error::from_reason(format!("report rows do not serialize: {e}")))?;
-            Ok(Buffer::from(bytes))
-        };
-        env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
+        guard::sync(|| {
+            let parameters = match parameters.map(|text| json::parse(&text, "parameters")).transpose()? {
+                Some(Value::Object(map)) => map,
+                None | Some(Value::Null) => Default::default(),
+                Some(_) => {
+                    return Err(configuration_for(
+                        "parameters",
+                        "invalid parameters: expected an object of name → value",
+                    ))
+                }
+            };
+            let query = self.inner.report(category, report_id).parameters(parameters);
+            let call = async move {
+                let records = query.records().await.map_err(|e| engine(&e))?;
+                json_bytes(&records)
+            };
+            guard::spawn(env, token(canceller), call_span(&self.logger), call)
+        })
     }
 
     /// The report categories; resolves with a JSON array's bytes (`{ id, name }` each).
@@ -303,7 +325,7 @@ impl NativeTenant {
     ) -> napi::Result<PromiseRaw<'env, Buffer>> {
         let tenant = self.inner.clone();
         let call = async move { json_bytes(&tenant.report_categories().await.map_err(|e| engine(&e))?) };
-        env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
+        guard::spawn(env, token(canceller), call_span(&self.logger), call)
     }
 
     /// The reports of a category; resolves with a JSON array's bytes (`{ id, name, description }` each).
@@ -316,7 +338,7 @@ impl NativeTenant {
     ) -> napi::Result<PromiseRaw<'env, Buffer>> {
         let tenant = self.inner.clone();
         let call = async move { json_bytes(&tenant.reports(&category).await.map_err(|e| engine(&e))?) };
-        env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
+        guard::spawn(env, token(canceller), call_span(&self.logger), call)
     }
 
     /// A report's description; resolves with a JSON object's bytes
@@ -332,13 +354,12 @@ impl NativeTenant {
         let tenant = self.inner.clone();
         let call =
             async move { json_bytes(&tenant.report_metadata(&category, report_id).await.map_err(|e| engine(&e))?) };
-        env.spawn_future(unless_cancelled(token(canceller), call.instrument(call_span(&self.logger))))
+        guard::spawn(env, token(canceller), call_span(&self.logger), call)
     }
 }
 
 /// An engine value as JSON bytes (its camelCase serde names), for `JSON.parse` in the wrapper.
 fn json_bytes<T: serde::Serialize>(value: &T) -> napi::Result<Buffer> {
-    let bytes =
-        serde_json::to_vec(value).map_err(|e| napi::Error::from_reason(format!("result does not serialize: {e}")))?;
+    let bytes = serde_json::to_vec(value).map_err(|e| internal(format_args!("a result does not serialize: {e}")))?;
     Ok(Buffer::from(bytes))
 }

@@ -44,6 +44,22 @@ pub(crate) fn configuration(message: impl AsRef<str>) -> napi::Error {
     to_napi(&ErrorFields { code: "configuration", message: message.as_ref(), ..ErrorFields::default() })
 }
 
+/// A `configuration` error about the named argument.
+pub(crate) fn configuration_for(argument: &str, message: impl AsRef<str>) -> napi::Error {
+    to_napi(&ErrorFields {
+        code: "configuration",
+        message: message.as_ref(),
+        argument: Some(argument),
+        ..ErrorFields::default()
+    })
+}
+
+/// An `internal` error: something this binding never expects (a bug), reported as one.
+pub(crate) fn internal(what: impl std::fmt::Display) -> napi::Error {
+    let message = format!("internal error in servicetitan (a bug; the client stays usable): {what}");
+    to_napi(&ErrorFields { code: "internal", message: &message, ..ErrorFields::default() })
+}
+
 /// An engine error, every field kept. The message is the engine's `Display`, which names the
 /// request and says what to do next.
 pub(crate) fn engine(e: &servicetitan::Error) -> napi::Error {

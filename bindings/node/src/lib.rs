@@ -7,6 +7,8 @@
 mod cancel;
 mod client;
 mod error;
+mod guard;
+mod json;
 mod logging;
 mod sandbox;
 mod stream;
@@ -17,4 +19,23 @@ use napi_derive::napi;
 #[napi]
 pub fn engine_version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// Panics on purpose inside the guards of every entry point (`guard.rs`), synchronously or in a
+/// spawned call, so that the package's tests can show what a panic turns into. Not part of the
+/// package's API.
+#[napi(js_name = "panicForTests", ts_return_type = "Promise<void>")]
+pub fn panic_for_tests<'env>(
+    env: &'env napi::Env,
+    in_call: bool,
+) -> napi::Result<napi::bindgen_prelude::PromiseRaw<'env, ()>> {
+    guard::sync(|| {
+        if !in_call {
+            panic!("a panic on purpose, before the call");
+        }
+        guard::spawn(env, None, tracing::Span::none(), async {
+            tokio::task::yield_now().await;
+            panic!("a panic on purpose, inside the call")
+        })
+    })
 }

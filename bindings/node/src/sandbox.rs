@@ -13,6 +13,7 @@ use serde_json::Value;
 use servicetitan_sandbox::{BackgroundSandbox, Fault, SandboxConfig};
 
 use crate::error::configuration;
+use crate::{guard, json};
 
 /// A running sandbox. Options and answers use the sandbox's own snake_case keys: the JS
 /// wrapper converts key case.
@@ -26,23 +27,26 @@ pub struct NativeSandbox {
 
 #[napi]
 impl NativeSandbox {
-    /// Starts a sandbox; `config` is a `SandboxConfig` as JSON (snake_case, every key optional).
+    /// Starts a sandbox; `config` is a `SandboxConfig` as JSON text (snake_case, every key
+    /// optional).
     #[napi(constructor)]
-    pub fn new(config: Option<Value>) -> napi::Result<Self> {
-        let config: SandboxConfig = match config {
-            None | Some(Value::Null) => SandboxConfig::default(),
-            Some(value) => {
-                serde_json::from_value(value).map_err(|e| configuration(format!("invalid sandbox options: {e}")))?
-            }
-        };
-        let sandbox =
-            BackgroundSandbox::start(config).map_err(|e| configuration(format!("the sandbox did not start: {e}")))?;
-        let config = serde_json::to_value(sandbox.config())
-            .map_err(|e| configuration(format!("the sandbox configuration does not serialize: {e}")))?;
-        Ok(NativeSandbox {
-            base_url: sandbox.base_url().to_string(),
-            running: Arc::new(Mutex::new(Some(sandbox))),
-            config,
+    pub fn new(config: Option<String>) -> napi::Result<Self> {
+        guard::sync(|| {
+            let config: SandboxConfig = match config.map(|text| json::parse(&text, "options")).transpose()? {
+                None | Some(Value::Null) => SandboxConfig::default(),
+                Some(value) => {
+                    serde_json::from_value(value).map_err(|e| configuration(format!("invalid sandbox options: {e}")))?
+                }
+            };
+            let sandbox = BackgroundSandbox::start(config)
+                .map_err(|e| configuration(format!("the sandbox did not start: {e}")))?;
+            let config = serde_json::to_value(sandbox.config())
+                .map_err(|e| configuration(format!("the sandbox configuration does not serialize: {e}")))?;
+            Ok(NativeSandbox {
+                base_url: sandbox.base_url().to_string(),
+                running: Arc::new(Mutex::new(Some(sandbox))),
+                config,
+            })
         })
     }
 
@@ -70,11 +74,14 @@ impl NativeSandbox {
         self.with(|s| s.reset_stats())
     }
 
-    /// Arms a fault; `fault` is a sandbox `Fault` as JSON (snake_case).
+    /// Arms a fault; `fault` is a sandbox `Fault` as JSON text (snake_case).
     #[napi]
-    pub fn add_fault(&self, fault: Value) -> napi::Result<()> {
-        let fault: Fault = serde_json::from_value(fault).map_err(|e| configuration(format!("invalid fault: {e}")))?;
-        self.with(|s| s.try_add_fault(fault))?.map_err(|e| configuration(format!("invalid fault: {e}")))
+    pub fn add_fault(&self, fault: String) -> napi::Result<()> {
+        guard::sync(|| {
+            let fault: Fault = serde_json::from_value(json::parse(&fault, "fault")?)
+                .map_err(|e| configuration(format!("invalid fault: {e}")))?;
+            self.with(|s| s.try_add_fault(fault))?.map_err(|e| configuration(format!("invalid fault: {e}")))
+        })
     }
 
     #[napi]
@@ -103,11 +110,13 @@ impl NativeSandbox {
 
 impl NativeSandbox {
     fn with<T>(&self, f: impl FnOnce(&BackgroundSandbox) -> T) -> napi::Result<T> {
-        let running = self.running.lock().map_err(|_| configuration("the sandbox state is poisoned"))?;
-        match running.as_ref() {
-            Some(sandbox) => Ok(f(sandbox)),
-            None => Err(configuration("the sandbox is closed")),
-        }
+        guard::sync(|| {
+            let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match running.as_ref() {
+                Some(sandbox) => Ok(f(sandbox)),
+                None => Err(configuration("the sandbox is closed")),
+            }
+        })
     }
 }
 
@@ -120,10 +129,12 @@ impl Task for CloseSandbox {
     type JsValue = ();
 
     fn compute(&mut self) -> napi::Result<()> {
-        if let Some(mut sandbox) = self.sandbox.take() {
-            sandbox.stop();
-        }
-        Ok(())
+        guard::sync(|| {
+            if let Some(mut sandbox) = self.sandbox.take() {
+                sandbox.stop();
+            }
+            Ok(())
+        })
     }
 
     fn resolve(&mut self, _env: Env, _output: ()) -> napi::Result<()> {
