@@ -76,3 +76,15 @@ pub(crate) fn configuration_error(argument: &str, message: impl Into<String>) ->
 pub(crate) fn decode_error(message: String) -> PyErr {
     Python::attach(|py| build(py, "decode", message, |_| Ok(())))
 }
+
+/// An `internal` error: a panic caught at the boundary with Python.
+pub(crate) fn internal_error(panic_message: &str) -> PyErr {
+    Python::attach(|py| {
+        build(
+            py,
+            "internal",
+            format!("internal error in servicetitan (a bug; the client stays usable): {panic_message}"),
+            |_| Ok(()),
+        )
+    })
+}
