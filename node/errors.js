@@ -1,5 +1,5 @@
 'use strict'
-// The error taxonomy of DESIGN.md as Error subclasses, so that callers can use `instanceof`
+// The error taxonomy (the README's error table) as Error subclasses, so that callers can use `instanceof`
 // and `err.code` alike. The addon rejects with one generic napi error whose message carries
 // the fields as JSON (see bindings/node/src/error.rs); `fromNative` turns it into the class.
 
@@ -47,8 +47,10 @@ class ConfigurationError extends ServiceTitanError {
   }
 }
 class DecodeError extends ServiceTitanError {}
+class RedirectError extends ServiceTitanError {}
+class InternalError extends ServiceTitanError {}
 
-/** code -> class, in the order of DESIGN.md's table. */
+/** code -> class, in the order of the README's error table. */
 const CLASSES = {
   authentication: AuthenticationError,
   permission_denied: PermissionDeniedError,
@@ -61,6 +63,8 @@ const CLASSES = {
   connection: APIConnectionError,
   configuration: ConfigurationError,
   decode: DecodeError,
+  redirect: RedirectError,
+  internal: InternalError,
 }
 for (const [code, cls] of Object.entries(CLASSES)) {
   // A static code, so that `new NotFoundError('…')` in a user's own test double is complete.
@@ -106,6 +110,8 @@ module.exports = {
   APIConnectionError,
   ConfigurationError,
   DecodeError,
+  RedirectError,
+  InternalError,
   ERROR_CLASSES: CLASSES,
   fromNative,
 }

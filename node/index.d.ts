@@ -333,6 +333,8 @@ export type ErrorCode =
   | 'connection'
   | 'configuration'
   | 'decode'
+  | 'redirect'
+  | 'internal'
 
 /** Every failure of a call. Never carries a secret. */
 export declare class ServiceTitanError extends Error {
@@ -377,6 +379,13 @@ export declare class ConfigurationError extends ServiceTitanError {
 }
 /** A 2xx whose body is not the JSON promised. */
 export declare class DecodeError extends ServiceTitanError { static readonly code: 'decode' }
+/**
+ * A 3xx from the API or the token service. Redirects are never followed, not even to the same
+ * host: the message names the status and the target's scheme and host; nothing was sent there.
+ */
+export declare class RedirectError extends ServiceTitanError { static readonly code: 'redirect' }
+/** A bug in the client, caught: this call failed, the client stays usable. */
+export declare class InternalError extends ServiceTitanError { static readonly code: 'internal' }
 
 /** The version of the engine the addon was built from. */
 export declare function engineVersion(): string

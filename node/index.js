@@ -606,5 +606,7 @@ module.exports = {
   APIConnectionError: errors.APIConnectionError,
   ConfigurationError: errors.ConfigurationError,
   DecodeError: errors.DecodeError,
+  RedirectError: errors.RedirectError,
+  InternalError: errors.InternalError,
   engineVersion: native.engineVersion,
 }

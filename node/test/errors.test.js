@@ -17,6 +17,8 @@ const TABLE = [
   ['connection', 'APIConnectionError'],
   ['configuration', 'ConfigurationError'],
   ['decode', 'DecodeError'],
+  ['redirect', 'RedirectError'],
+  ['internal', 'InternalError'],
 ]
 
 test('every code of DESIGN.md has its class under ServiceTitanError', () => {

@@ -25,9 +25,11 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DecodeError",
+    "InternalError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedirectError",
     "ServerError",
     "ServiceTitanError",
 ]
@@ -157,6 +159,21 @@ class DecodeError(ServiceTitanError):
     code = "decode"
 
 
+class RedirectError(ServiceTitanError):
+    """A 3xx from the API or the token service. Redirects are never followed, not even to the
+    same host: the message names the status and the target's scheme and host, and nothing (no
+    app key, token, body or client secret) was sent there. Check ``api_url`` / ``auth_url`` and
+    any proxy in between."""
+
+    code = "redirect"
+
+
+class InternalError(ServiceTitanError):
+    """A bug in the client, caught: this call failed, the client stays usable."""
+
+    code = "internal"
+
+
 CLASSES_BY_CODE: Dict[str, Type[ServiceTitanError]] = {
     cls.code: cls
     for cls in (
@@ -171,5 +188,7 @@ CLASSES_BY_CODE: Dict[str, Type[ServiceTitanError]] = {
         APIConnectionError,
         ConfigurationError,
         DecodeError,
+        RedirectError,
+        InternalError,
     )
 }

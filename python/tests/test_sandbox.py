@@ -101,4 +101,6 @@ def test_errors_pickle_with_their_fields() -> None:
         "connection",
         "configuration",
         "decode",
+        "redirect",
+        "internal",
     }

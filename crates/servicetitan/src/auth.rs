@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::config::{Config, Environment, Secret, TenantCredentials, Timeouts};
 use crate::error::{Error, ErrorCode, Result};
+use crate::request::{redirect_error, Redirected};
 use crate::retry::{parse_retry_after, RetryPolicy};
 use crate::Counters;
 
@@ -376,6 +377,12 @@ impl TokenFetcher {
             }
         };
         let status = response.status();
+        if status.is_redirection() {
+            // Never followed: a 307 or 308 would re-post the form, client secret included.
+            let error =
+                redirect_error(status, response.headers(), url, Redirected::TokenService).with_request("POST", url);
+            return Err((error, None));
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -645,7 +652,7 @@ mod tests {
             .unwrap();
         let source = Arc::new(TokenSource::new(&config, &TenantCredentials::new(1, "cid.test", "cs1.test")));
         let cache = TokenCache::new(TokenFetcher {
-            http: reqwest::Client::new(),
+            http: crate::client::http_client_builder().build().unwrap(),
             clock: Arc::new(clock.clone()),
             store: Arc::new(MemoryTokenStore::new()),
             retry: config.retry,

@@ -80,6 +80,18 @@ pub struct Stats {
     pub throttle_wait: Duration,
 }
 
+/// The settings every HTTP client of the engine starts from (the token fetches share the API's).
+///
+/// - No redirect is followed: the API documents none, and following one would carry the app
+///   key, a token, a POST body or (from the token service) the client secret to wherever the
+///   `Location` points. A 3xx becomes a `redirect` error instead.
+/// - No compression is negotiated: a compressed answer could inflate far beyond the response
+///   cap before the cap saw a byte (a "gzip bomb"), so answers arrive as sent and are read
+///   within the cap.
+pub(crate) fn http_client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_gzip().no_brotli().no_zstd().no_deflate()
+}
+
 impl Client {
     /// A builder; see [`ClientBuilder`] for every setting, its environment variable and default.
     pub fn builder() -> ClientBuilder {
@@ -105,7 +117,7 @@ impl Client {
 
         let env = builder.lookup();
         let certs = builder.root_certificates(&env)?;
-        let http = reqwest::Client::builder()
+        let http = http_client_builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(60))

@@ -1,4 +1,4 @@
-//! The one error type of the crate: a stable `code` (DESIGN.md's taxonomy) plus what the server said and which request it was.
+//! The one error type of the crate: a stable `code` plus what the server said and which request it was.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,13 +34,21 @@ pub enum ErrorCode {
     Connection,
     /// Bad input from the caller, refused before any request.
     Configuration,
-    /// A 2xx whose body is not the JSON promised.
+    /// A 2xx whose body is not the JSON promised, or a response larger than the client reads
+    /// (`MAX_RESPONSE_BYTES`).
     Decode,
+    /// A 3xx from the API or the token service. Redirects are never followed, not even to the
+    /// same host: the API documents none, and following one would send the app key, the token,
+    /// the client secret or a body to wherever the `Location` points. Usually a wrong `api_url`
+    /// or `auth_url` (http instead of https, a missing path) or a proxy in the way.
+    Redirect,
+    /// A bug in this client, caught (a panic): the call fails, the client stays usable.
+    Internal,
 }
 
 impl ErrorCode {
-    /// Every code, in the order of DESIGN.md's table.
-    pub const ALL: [ErrorCode; 11] = [
+    /// Every code, in the order of the README's error table.
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::Authentication,
         ErrorCode::PermissionDenied,
         ErrorCode::NotFound,
@@ -52,6 +60,8 @@ impl ErrorCode {
         ErrorCode::Connection,
         ErrorCode::Configuration,
         ErrorCode::Decode,
+        ErrorCode::Redirect,
+        ErrorCode::Internal,
     ];
 
     /// The code's stable name, e.g. `"rate_limited"`.
@@ -72,6 +82,8 @@ impl ErrorCode {
             ErrorCode::Connection => "connection",
             ErrorCode::Configuration => "configuration",
             ErrorCode::Decode => "decode",
+            ErrorCode::Redirect => "redirect",
+            ErrorCode::Internal => "internal",
         }
     }
 }
@@ -138,6 +150,28 @@ impl Error {
                 source: None,
             }),
         }
+    }
+
+    /// An `internal` error for a panic caught inside the client, from the panic's payload (what
+    /// `std::panic::catch_unwind` returns). The call that panicked fails with it; nothing else
+    /// is affected. Bindings use it for panics they catch at their boundary.
+    ///
+    /// ```
+    /// let payload = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+    /// let e = servicetitan::Error::from_panic(&*payload);
+    /// assert_eq!(e.code(), servicetitan::ErrorCode::Internal);
+    /// assert!(e.to_string().ends_with(": boom"));
+    /// ```
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        Error::new(
+            ErrorCode::Internal,
+            format!("internal error in servicetitan (a bug; the client stays usable): {}", excerpt(what)),
+        )
     }
 
     /// A `configuration` error about the named argument (or environment variable).
@@ -244,6 +278,19 @@ impl Error {
     }
 }
 
+/// The most characters of text from a server (a title, a description, a body) an error message
+/// carries: enough for any real explanation, and a server answering megabytes cannot make
+/// every log line that large.
+pub(crate) const MAX_SERVER_TEXT_CHARS: usize = 1000;
+
+/// `text` cut to [`MAX_SERVER_TEXT_CHARS`] characters, with "…" when cut.
+pub(crate) fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(MAX_SERVER_TEXT_CHARS) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
@@ -324,9 +371,33 @@ mod tests {
                 "timeout",
                 "connection",
                 "configuration",
-                "decode"
+                "decode",
+                "redirect",
+                "internal"
             ]
         );
+    }
+
+    #[test]
+    fn server_text_is_cut_to_an_excerpt() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "é".repeat(5000);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), MAX_SERVER_TEXT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        let exact = "x".repeat(MAX_SERVER_TEXT_CHARS);
+        assert_eq!(excerpt(&exact), exact);
+    }
+
+    #[test]
+    fn panics_become_internal_errors() {
+        let payload = std::panic::catch_unwind(|| panic!("{}", "y".repeat(10_000))).unwrap_err();
+        let e = Error::from_panic(&*payload);
+        assert_eq!(e.code(), ErrorCode::Internal);
+        assert!(e.message().starts_with("internal error in servicetitan (a bug; the client stays usable): yyy"));
+        assert!(e.message().len() < 1200);
+        let payload: Box<dyn std::any::Any + Send> = Box::new(42);
+        assert!(Error::from_panic(&*payload).message().ends_with("a panic without a message"));
     }
 
     #[test]

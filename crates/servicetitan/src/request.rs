@@ -409,6 +409,13 @@ async fn attempt_once(
     };
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
+    if status.is_redirection() {
+        // Never followed, never resent: the body is not even read.
+        return Attempt::Fail(
+            redirect_error(status, response.headers(), &call.route.url, Redirected::Api)
+                .with_request(call.method.as_str(), &call.route.url),
+        );
+    }
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)
@@ -521,6 +528,48 @@ async fn attempt_once(
     }
 }
 
+/// Which endpoint answered with a redirect, for the advice of [`redirect_error`].
+#[derive(Clone, Copy)]
+pub(crate) enum Redirected {
+    Api,
+    TokenService,
+}
+
+/// The error for a 3xx: its status and where it pointed (scheme, host and port only: a
+/// `Location`'s path, query or userinfo may carry anything), and what to check.
+pub(crate) fn redirect_error(status: StatusCode, headers: &HeaderMap, request_url: &str, who: Redirected) -> Error {
+    let target = match headers.get(reqwest::header::LOCATION) {
+        None => "nowhere (no Location header)".to_owned(),
+        Some(location) => location
+            .to_str()
+            .ok()
+            .and_then(|l| reqwest::Url::parse(request_url).ok()?.join(l.trim()).ok())
+            .filter(|u| u.has_host())
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|| "an unreadable Location".to_owned()),
+    };
+    let (what, sent, setting) = match who {
+        Redirected::Api => (
+            "the API",
+            "nothing (no app key, no token, no body)",
+            "api_url (ST_API_URL): it must be the API's own https address",
+        ),
+        Redirected::TokenService => (
+            "the token service",
+            "nothing (no client id, no client secret)",
+            "auth_url (ST_AUTH_URL): it must be the token service's own https address",
+        ),
+    };
+    Error::new(
+        ErrorCode::Redirect,
+        format!(
+            "{what} answered {status} with a redirect to {target}; redirects are never followed, so \
+             {sent} was sent there. Check {setting}, and any proxy or gateway in between"
+        ),
+    )
+    .with_status(status.as_u16())
+}
+
 fn transport_failure(call: &Call, e: reqwest::Error, reading_body: bool, backoff: Duration) -> Attempt {
     let (code, what) = if e.is_timeout() {
         (ErrorCode::Timeout, "timed out")
@@ -603,6 +652,34 @@ mod tests {
         assert_eq!(p.errors["name"], vec!["The Name field is required."]);
         assert_eq!(p.errors["x"], vec!["y"]);
         assert_eq!(Problem::parse(b"Bad Gateway").title.as_deref(), Some("Bad Gateway"));
+    }
+
+    #[test]
+    fn a_redirect_names_only_the_scheme_and_host_of_its_target() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static("https://user:hunter2@evil.example:8443/steal/ak1.KEY?token=SECRET#frag"),
+        );
+        let e = redirect_error(StatusCode::PERMANENT_REDIRECT, &headers, "https://api/crm/v2", Redirected::Api);
+        let text = e.to_string();
+        assert_eq!((e.code(), e.status()), (ErrorCode::Redirect, Some(308)));
+        assert!(text.contains("308") && text.contains("https://evil.example:8443"), "{text}");
+        for secret in ["hunter2", "user", "steal", "KEY", "SECRET", "frag"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("api_url") && text.contains("nothing"), "{text}");
+
+        // A relative Location is the API's own host; a missing or unreadable one is said so.
+        headers.insert(reqwest::header::LOCATION, HeaderValue::from_static("/elsewhere?x=1"));
+        let text =
+            redirect_error(StatusCode::FOUND, &headers, "http://127.0.0.1:9/a", Redirected::TokenService).to_string();
+        assert!(text.contains("http://127.0.0.1:9;") && text.contains("auth_url") && !text.contains("elsewhere"));
+        headers.insert(reqwest::header::LOCATION, HeaderValue::from_bytes(b"\xff\xfe").unwrap());
+        let text = redirect_error(StatusCode::FOUND, &headers, "http://h/", Redirected::Api).to_string();
+        assert!(text.contains("an unreadable Location"), "{text}");
+        let text = redirect_error(StatusCode::FOUND, &HeaderMap::new(), "http://h/", Redirected::Api).to_string();
+        assert!(text.contains("no Location"), "{text}");
     }
 
     #[test]
