@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt};
 
 use crate::errors::configuration_error;
-use crate::values::type_name;
+use crate::values::a_type;
 
 /// A whole number in `min..=max` (anything with `__index__`); `None` stays `None`.
 fn whole(obj: &Bound<'_, PyAny>, name: &str, min: i64, max: i64) -> PyResult<Option<i64>> {
@@ -60,7 +60,7 @@ fn shown(obj: &Bound<'_, PyAny>) -> String {
             return format!("{f:?}");
         }
     }
-    format!("a {}", type_name(obj))
+    a_type(obj)
 }
 
 const U32_MAX: i64 = u32::MAX as i64;

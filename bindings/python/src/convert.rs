@@ -18,12 +18,21 @@ use crate::errors::to_py;
 // ---------------------------------------------------------------------------------------------
 // JSON bytes -> Python
 
-/// Decodes a JSON document into Python objects.
-pub(crate) fn json_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    crate::panics::catch(|| decode_value(py, bytes))
+/// Decodes the JSON answer to `call` into Python objects.
+pub(crate) fn json_to_py<'py>(py: Python<'py>, bytes: &[u8], call: &Call) -> PyResult<Bound<'py, PyAny>> {
+    crate::panics::catch(|| {
+        decode_value(py, bytes).map_err(|e| {
+            // Named as the engine names the request in its own errors.
+            let (method, path) = call;
+            crate::errors::decode_error_for(format!("the response to {method} {path} is not valid JSON: {e}"), method)
+        })
+    })
 }
 
-fn decode_value<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+/// A call's method and its path as given (`("GET", "crm/customers")`).
+pub(crate) type Call = (String, String);
+
+fn decode_value<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>, serde_json::Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // 204 No Content and friends: the engine treats an empty body as `null` too.
         return Ok(py.None().into_bound(py));
@@ -31,8 +40,8 @@ fn decode_value<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny
     let _paused = GcPause::new(py, bytes.len());
     let keys = KeyCache::default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = PyJson { py, keys: &keys }.deserialize(&mut de).map_err(decode_error)?;
-    de.end().map_err(decode_error)?;
+    let value = PyJson { py, keys: &keys }.deserialize(&mut de)?;
+    de.end()?;
     Ok(value)
 }
 
@@ -326,7 +335,7 @@ pub(crate) fn since_text(since: Option<&Bound<'_, PyAny>>) -> PyResult<Option<St
 // Engine results crossing into Python
 
 /// A response body, decoded into Python objects once the GIL is held.
-pub(crate) struct Body(pub(crate) Bytes);
+pub(crate) struct Body(pub(crate) Bytes, pub(crate) Call);
 
 impl<'py> IntoPyObject<'py> for Body {
     type Target = PyAny;
@@ -334,7 +343,7 @@ impl<'py> IntoPyObject<'py> for Body {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_to_py(py, &self.0)
+        json_to_py(py, &self.0, &self.1)
     }
 }
 

@@ -13,21 +13,15 @@ use pyo3::BoundObject;
 
 use crate::errors::internal_error;
 
-/// A panic message is cut after this many characters.
-const MAX_MESSAGE_CHARS: usize = 1000;
-
-/// The message of a panic payload (`panic!` makes a `&str` or a `String`).
+/// The message of a panic payload (`panic!` makes a `&str` or a `String`); the engine's
+/// `Error::from_panic` cuts it short.
 pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
-    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+    if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
     } else {
         "a panic without a message".to_owned()
-    };
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
     }
 }
 

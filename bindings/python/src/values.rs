@@ -34,7 +34,7 @@ pub(crate) fn report_parameters(parameters: Option<&Bound<'_, PyAny>>) -> PyResu
         let dict = parameters.cast::<PyDict>().map_err(|_| {
             configuration_error(
                 "parameters",
-                format!("parameters: expected a dict of report parameters, got {}", type_name(parameters)),
+                format!("parameters: expected a dict of report parameters, got {}", a_type(parameters)),
             )
         })?;
         let mut out = Vec::with_capacity(dict.len());
@@ -70,7 +70,7 @@ pub(crate) fn params_to_pairs(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec
     let Some(params) = params.filter(|p| !p.is_none()) else { return Ok(Vec::new()) };
     crate::panics::catch(|| {
         let dict = params.cast::<PyDict>().map_err(|_| {
-            configuration_error("params", format!("params: expected a dict, got {}", type_name(params)))
+            configuration_error("params", format!("params: expected a dict, got {}", a_type(params)))
         })?;
         let mut pairs = Vec::with_capacity(dict.len());
         for (k, v) in items(dict)? {
@@ -197,8 +197,8 @@ impl<'a> Walk<'a> {
             return Ok(Value::String(iso));
         }
         Err(self.refuse(format!(
-            "a {} cannot be sent as JSON (use dict, list, str, int, float, bool, None, date or datetime)",
-            type_name(obj)
+            "{} cannot be sent as JSON (use dict, list, str, int, float, bool, None, date or datetime)",
+            a_type(obj)
         )))
     }
 
@@ -240,8 +240,8 @@ impl<'a> Walk<'a> {
             return Ok(iso);
         }
         Err(self.refuse(format!(
-            "a {} cannot be sent as a query parameter (use str, int, float, bool, date, datetime or a list of those)",
-            type_name(v)
+            "{} cannot be sent as a query parameter (use str, int, float, bool, date, datetime or a list of those)",
+            a_type(v)
         )))
     }
 }
@@ -258,7 +258,7 @@ fn key_text(walk: &Walk<'_>, key: &Bound<'_, PyAny>) -> PyResult<String> {
             .to_cow()
             .map(|c| c.into_owned())
             .map_err(|_| walk.refuse("a key is not valid Unicode (it holds a lone surrogate) and cannot be sent")),
-        Err(_) => Err(walk.refuse(format!("keys must be str, got a key of type {}", type_name(key)))),
+        Err(_) => Err(walk.refuse(format!("keys must be str, got {} key", a_type(key)))),
     }
 }
 
@@ -295,6 +295,13 @@ pub(crate) fn isoformat(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
 
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".to_owned())
+}
+
+/// The type with its article: "a set", "an object".
+pub(crate) fn a_type(obj: &Bound<'_, PyAny>) -> String {
+    let name = type_name(obj);
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
+    format!("{article} {name}")
 }
 
 /// `TypeName: message` of an exception, kept short.
