@@ -12,10 +12,11 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tracing::Instrument;
 
+use crate::body::{announced_over, read_capped, size_in_words, Capped, MAX_TOKEN_RESPONSE_BYTES};
 use crate::clock::Clock;
 use crate::config::{Config, Environment, Secret, TenantCredentials, Timeouts};
 use crate::error::{Error, ErrorCode, Result};
-use crate::request::{redirect_error, Redirected};
+use crate::request::{redirect_error, server_text, Redirected};
 use crate::retry::{parse_retry_after, RetryPolicy};
 use crate::Counters;
 
@@ -54,17 +55,15 @@ impl CachedToken {
     /// The refresh margin is `max(10% of lifetime, min(lifetime / 3, 30 s))`: about 90 s for
     /// ServiceTitan's 900 s tokens, 1 s for a 3 s token, so short tokens are renewed before
     /// a call can carry them past expiry. Up to half a margin of jitter spreads the
-    /// refreshes of many processes.
+    /// refreshes of many processes. A lifetime over [`MAX_TOKEN_LIFETIME`] counts as that.
     pub fn schedule(access_token: Secret, issued_at: SystemTime, lifetime: Duration) -> Self {
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
         let margin = (lifetime / 10).max((lifetime / 3).min(Duration::from_secs(30)));
         let jitter = (margin / 2).mul_f64(fastrand::f64());
-        let expires_at = issued_at + lifetime;
-        CachedToken {
-            access_token,
-            expires_at,
-            refresh_at: expires_at - margin - jitter,
-            stale_at: expires_at - margin / 2,
-        }
+        // Checked: `issued_at` comes from a clock that may be anything (a test's, a store's).
+        let expires_at = issued_at.checked_add(lifetime).unwrap_or(issued_at);
+        let before = |d: Duration| expires_at.checked_sub(d).unwrap_or(expires_at);
+        CachedToken { access_token, expires_at, refresh_at: before(margin + jitter), stale_at: before(margin / 2) }
     }
 
     /// Whether it can still be sent at `now`.
@@ -181,17 +180,17 @@ impl MemoryTokenStore {
 
 impl TokenStore for MemoryTokenStore {
     fn get<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, Result<Option<CachedToken>>> {
-        let token = self.tokens.read().expect("token store lock").get(key).cloned();
+        let token = crate::sync::read(&self.tokens).get(key).cloned();
         Box::pin(futures::future::ready(Ok(token)))
     }
 
     fn put<'a>(&'a self, key: &'a TokenKey, token: &'a CachedToken) -> BoxFuture<'a, Result<()>> {
-        self.tokens.write().expect("token store lock").insert(key.clone(), token.clone());
+        crate::sync::write(&self.tokens).insert(key.clone(), token.clone());
         Box::pin(futures::future::ready(Ok(())))
     }
 
     fn remove_if<'a>(&'a self, key: &'a TokenKey, access_token: &'a Secret) -> BoxFuture<'a, Result<()>> {
-        let mut tokens = self.tokens.write().expect("token store lock");
+        let mut tokens = crate::sync::write(&self.tokens);
         if tokens.get(key).is_some_and(|t| &t.access_token == access_token) {
             tokens.remove(key);
         }
@@ -249,11 +248,67 @@ pub(crate) struct TokenFetcher {
     pub(crate) counters: Arc<Counters>,
 }
 
+/// The shortest token lifetime believed: a lifetime of zero, a negative or a fractional one
+/// is read as this, so that a token is always usable for a moment and never scheduled in the
+/// past.
+pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(1);
+
+/// The longest token lifetime believed (ServiceTitan's tokens last 900 s): anything longer,
+/// up to 1e19 s or a number no integer type holds, is read as this, so that a lying token
+/// service cannot make a token outlive its revocation by more than a day.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The lifetime of a token whose answer has no readable `expires_in`: ServiceTitan's.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(900);
+
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+}
+
+/// Why a 2xx token answer cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BadTokenAnswer {
+    /// Not the JSON object with an `access_token` string that was expected (serde's reason).
+    NotJson(String),
+    /// An `access_token` that cannot be sent: empty, or with characters a header cannot hold
+    /// (a CR or LF would split the request's headers).
+    Unusable(&'static str),
+}
+
+/// Reads a 2xx token answer: the access token and its lifetime, within
+/// [`MIN_TOKEN_LIFETIME`]..=[`MAX_TOKEN_LIFETIME`] ([`DEFAULT_TOKEN_LIFETIME`] when
+/// `expires_in` is missing or not a number).
+pub(crate) fn parse_token_answer(body: &[u8]) -> std::result::Result<(String, Duration), BadTokenAnswer> {
+    let parsed: TokenResponse = serde_json::from_slice(body)
+        .map_err(|e| BadTokenAnswer::NotJson(crate::error::excerpt(&e.to_string()).into()))?;
+    if parsed.access_token.is_empty() {
+        return Err(BadTokenAnswer::Unusable("an empty access token"));
+    }
+    if reqwest::header::HeaderValue::from_str(&format!("Bearer {}", parsed.access_token)).is_err() {
+        return Err(BadTokenAnswer::Unusable(
+            "an access token with characters an HTTP header cannot carry (control characters or non-ASCII)",
+        ));
+    }
+    Ok((parsed.access_token, token_lifetime(parsed.expires_in.as_ref())))
+}
+
+/// `expires_in` (seconds, a number or a numeric string) as a lifetime within bounds.
+pub(crate) fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    let secs = match expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match secs {
+        Some(secs) if secs.is_finite() => {
+            let secs = secs.clamp(MIN_TOKEN_LIFETIME.as_secs_f64(), MAX_TOKEN_LIFETIME.as_secs_f64());
+            Duration::try_from_secs_f64(secs).unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        }
+        _ => DEFAULT_TOKEN_LIFETIME,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -388,8 +443,31 @@ impl TokenFetcher {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, self.clock.wall()));
-        let body = match response.bytes().await {
-            Ok(b) => b,
+        let too_large = |detail: String| {
+            let error = Error::new(
+                ErrorCode::Decode,
+                format!(
+                    "the token response is larger than the {} a token answer can be ({detail}); \
+                     check auth_url (ST_AUTH_URL) and any proxy in between",
+                    size_in_words(MAX_TOKEN_RESPONSE_BYTES)
+                ),
+            )
+            .with_request("POST", url)
+            .with_status(status.as_u16());
+            Err((error, None))
+        };
+        if status.is_success() {
+            if let Some(announced) = announced_over(&response, MAX_TOKEN_RESPONSE_BYTES) {
+                return too_large(format!("it announced {announced} bytes"));
+            }
+        }
+        let body = match read_capped(response, MAX_TOKEN_RESPONSE_BYTES).await {
+            Ok(Capped::Whole(b)) => b,
+            // Enough of a refusal to say why; the rest is of no use.
+            Ok(Capped::Cut(b)) if !status.is_success() => b,
+            Ok(Capped::Cut(_)) => {
+                return too_large(format!("cut off after {}", size_in_words(MAX_TOKEN_RESPONSE_BYTES)))
+            }
             Err(e) => {
                 let code = if e.is_timeout() { ErrorCode::Timeout } else { ErrorCode::Connection };
                 let error = Error::new(code, "the token response was cut short")
@@ -399,25 +477,37 @@ impl TokenFetcher {
             }
         };
         if status.is_success() {
-            let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-                (
-                    Error::new(ErrorCode::Decode, "the token response is not the JSON expected")
+            return match parse_token_answer(&body) {
+                Ok((access_token, lifetime)) => {
+                    Ok(CachedToken::schedule(Secret::new(access_token), issued_at, lifetime))
+                }
+                Err(BadTokenAnswer::NotJson(why)) => Err((
+                    Error::new(ErrorCode::Decode, format!("the token response is not the JSON expected ({why})"))
                         .with_request("POST", url)
-                        .with_status(status.as_u16())
-                        .with_source(e),
+                        .with_status(status.as_u16()),
                     None,
-                )
-            })?;
-            let lifetime = parsed
-                .expires_in
-                .as_ref()
-                .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .map(Duration::from_secs_f64)
-                .unwrap_or(Duration::from_secs(900));
-            return Ok(CachedToken::schedule(Secret::new(parsed.access_token), issued_at, lifetime));
+                )),
+                // Refused here, so it is never cached nor sent.
+                Err(BadTokenAnswer::Unusable(what)) => Err((
+                    Error::new(
+                        ErrorCode::Authentication,
+                        format!(
+                            "the token service of the {} environment returned {what}; it was not used. \
+                             Check auth_url (ST_AUTH_URL) and any proxy in between",
+                            source.environment
+                        ),
+                    )
+                    .with_request("POST", url)
+                    .with_status(status.as_u16()),
+                    None,
+                )),
+            };
         }
         let oauth: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
+        let oauth = OAuthError {
+            error: oauth.error.as_deref().map(server_text),
+            error_description: oauth.error_description.as_deref().map(server_text),
+        };
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = retry_after.unwrap_or_else(|| self.retry.backoff(attempt));
             let error = Error::new(ErrorCode::RateLimited, "the token service is throttling token requests")
@@ -495,7 +585,7 @@ impl TokenCache {
     /// Forgets `sent` after the API refused it, unless a newer token already replaced it.
     pub(crate) async fn invalidate(&self, source: &TokenSource, sent: &Secret) -> Result<()> {
         {
-            let mut flights = self.flights.lock().expect("token flights lock");
+            let mut flights = crate::sync::lock(&self.flights);
             let same = flights
                 .get(&source.key)
                 .is_some_and(|entry| matches!(entry.flight.peek(), Some(Ok(t)) if &t.access_token == sent));
@@ -523,7 +613,7 @@ impl TokenCache {
     /// or a new one. `blocking` callers have no usable token; background refreshes do not
     /// restart a failed fetch more than once a second.
     fn flight(&self, source: &Arc<TokenSource>, now: SystemTime, blocking: bool) -> Flight {
-        let mut flights = self.flights.lock().expect("token flights lock");
+        let mut flights = crate::sync::lock(&self.flights);
         if let Some(entry) = flights.get(&source.key) {
             match entry.flight.peek() {
                 None => return entry.flight.clone(),
@@ -536,7 +626,14 @@ impl TokenCache {
                 Some(_) => {}
             }
         }
-        let flight = self.fetcher.clone().fetch_and_store(source.clone()).boxed().shared();
+        // A panic in the fetch (a bug, or a token store that panics) must not reach the
+        // `Shared` future: it would re-panic in every waiter, now and later. It becomes an
+        // `internal` error for this fetch's waiters, and a failed fetch is not reused by the
+        // next caller that needs a token.
+        let fetch = std::panic::AssertUnwindSafe(self.fetcher.clone().fetch_and_store(source.clone()))
+            .catch_unwind()
+            .map(|outcome| outcome.unwrap_or_else(|panic| Err(Error::from_panic(&*panic))));
+        let flight = fetch.boxed().shared();
         flights.insert(source.key.clone(), FlightEntry { flight: flight.clone(), started: now });
         flight
     }
@@ -565,6 +662,57 @@ mod tests {
             assert!(short.is_usable(t0 + Duration::from_millis(2400)));
             assert!(!short.is_usable(t0 + Duration::from_millis(2500)));
         }
+    }
+
+    #[test]
+    fn lifetimes_from_the_server_are_bounded() {
+        use serde_json::json;
+        let life = |v: serde_json::Value| token_lifetime(Some(&v));
+        assert_eq!(life(json!(900)), Duration::from_secs(900));
+        assert_eq!(life(json!("3600")), Duration::from_secs(3600));
+        assert_eq!(life(json!(1e19)), MAX_TOKEN_LIFETIME);
+        assert_eq!(life(json!(f64::MAX)), MAX_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::from_str("184467440737095516150000").unwrap()), MAX_TOKEN_LIFETIME);
+        assert_eq!(life(json!(u64::MAX)), MAX_TOKEN_LIFETIME);
+        assert_eq!(life(json!(-5)), MIN_TOKEN_LIFETIME);
+        assert_eq!(life(json!(i64::MIN)), MIN_TOKEN_LIFETIME);
+        assert_eq!(life(json!(0)), MIN_TOKEN_LIFETIME);
+        assert_eq!(life(json!(0.25)), MIN_TOKEN_LIFETIME);
+        assert_eq!(life(json!(1.5)), Duration::from_millis(1500));
+        for unreadable in [json!("forever"), json!("NaN"), json!("inf"), json!(null), json!([1]), json!({"s": 1})] {
+            assert_eq!(life(unreadable.clone()), DEFAULT_TOKEN_LIFETIME, "{unreadable}");
+        }
+        assert_eq!(token_lifetime(None), DEFAULT_TOKEN_LIFETIME);
+    }
+
+    #[test]
+    fn token_answers_that_cannot_be_sent_are_refused() {
+        assert_eq!(
+            parse_token_answer(br#"{"access_token":"abc","expires_in":1e19}"#),
+            Ok(("abc".to_owned(), MAX_TOKEN_LIFETIME))
+        );
+        for bad in
+            [r#"{"access_token":"abc\r\nX-Injected: 1"}"#, r#"{"access_token":"a\nb"}"#, r#"{"access_token":""}"#]
+        {
+            assert!(matches!(parse_token_answer(bad.as_bytes()), Err(BadTokenAnswer::Unusable(_))), "{bad}");
+        }
+        for bad in [&b"\xff\xfe<html>"[..], b"", b"[]", br#"{"access_token":1}"#, br#"{"expires_in":900}"#] {
+            assert!(matches!(parse_token_answer(bad), Err(BadTokenAnswer::NotJson(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn schedules_never_overflow() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let huge = CachedToken::schedule(Secret::new("a"), t0, Duration::MAX);
+        assert_eq!(huge.expires_at, t0 + MAX_TOKEN_LIFETIME);
+        assert!(huge.refresh_at < huge.stale_at && huge.stale_at < huge.expires_at);
+        let zero = CachedToken::schedule(Secret::new("a"), t0, Duration::ZERO);
+        assert_eq!((zero.refresh_at, zero.stale_at, zero.expires_at), (t0, t0, t0));
+        // A clock at the far end of time: the schedule saturates instead of panicking.
+        let far = t0 + Duration::from_secs(i64::MAX as u64 - 10);
+        let token = CachedToken::schedule(Secret::new("a"), far, MAX_TOKEN_LIFETIME);
+        assert!(token.expires_at >= far);
     }
 
     #[tokio::test]

@@ -52,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod body;
 mod client;
 pub mod clock;
 pub mod config;
@@ -64,10 +65,12 @@ mod reports;
 mod request;
 pub mod retry;
 mod route;
+mod sync;
 mod tenant;
 
 pub(crate) use client::Counters;
 
+pub use body::{MAX_RESPONSE_BYTES, MAX_TOKEN_RESPONSE_BYTES};
 pub use bytes::Bytes;
 pub use client::{Client, Stats};
 pub use config::{ClientBuilder, Config, Environment, Secret, TenantCredentials, Timeouts};

@@ -150,7 +150,7 @@ impl InProcessLimiter {
     }
 
     fn key(&self, key: &str) -> Arc<KeyLimiter> {
-        let mut keys = self.keys.lock().expect("limiter lock");
+        let mut keys = crate::sync::lock(&self.keys);
         if let Some(k) = keys.get(key) {
             return k.clone();
         }
@@ -165,7 +165,7 @@ impl InProcessLimiter {
             // No quota: only a cooldown can hold the call, and there is no slot to queue for.
             loop {
                 let now = self.clock.now();
-                let until = limiter.state.lock().expect("limiter lock").cooldown(now);
+                let until = crate::sync::lock(&limiter.state).cooldown(now);
                 match until {
                     None => return Ok(()),
                     Some(until) => self.clock.sleep_until(until).await,
@@ -175,7 +175,7 @@ impl InProcessLimiter {
         let _turn = limiter.turn.lock().await;
         loop {
             let now = self.clock.now();
-            let next = limiter.state.lock().expect("limiter lock").try_admit(now, quota);
+            let next = crate::sync::lock(&limiter.state).try_admit(now, quota);
             match next {
                 None => return Ok(()),
                 // Sleep to the exact moment a slot frees (or the cooldown ends), then look
@@ -194,7 +194,7 @@ impl Default for InProcessLimiter {
 
 impl fmt::Debug for InProcessLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = self.keys.lock().map(|k| k.len()).unwrap_or(0);
+        let keys = crate::sync::lock(&self.keys).len();
         f.debug_struct("InProcessLimiter").field("keys", &keys).finish()
     }
 }
@@ -205,9 +205,10 @@ impl RateLimiter for InProcessLimiter {
     }
 
     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>> {
-        let until = self.clock.now() + pause;
+        // Bounded: a caller's Duration::MAX would overflow the clock.
+        let until = self.clock.now() + pause.min(crate::retry::MAX_ANNOUNCED_WAIT);
         let limiter = self.key(key);
-        let mut state = limiter.state.lock().expect("limiter lock");
+        let mut state = crate::sync::lock(&limiter.state);
         if state.cooldown_until.is_none_or(|current| current < until) {
             state.cooldown_until = Some(until);
         }

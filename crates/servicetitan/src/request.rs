@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -14,8 +15,9 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::auth::CachedToken;
+use crate::body::{announced_over, read_capped, size_in_words, Capped, MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES};
 use crate::clock::Clock;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{excerpt, Error, ErrorCode, Result};
 use crate::retry::{is_idempotent, parse_retry_after, seconds_in_title};
 use crate::route::{self, Route, KNOWN_MODULES};
 use crate::tenant::{Tenant, TenantInner};
@@ -149,9 +151,11 @@ impl RequestBuilder {
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], method: &Method, url: &str) -> Result<T> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { bytes };
     serde_json::from_slice(bytes).map_err(|e| {
+        // serde quotes what it met, which may be a server's megabyte-long string.
+        let what = excerpt(&e.to_string()).into_owned();
         Error::new(
             ErrorCode::Decode,
-            format!("the response is not the JSON expected ({e}); expected {}", std::any::type_name::<T>()),
+            format!("the response is not the JSON expected ({what}); expected {}", std::any::type_name::<T>()),
         )
         .with_request(method.as_str(), url)
         .with_source(e)
@@ -206,7 +210,18 @@ pub(crate) async fn execute(tenant: &TenantInner, call: &Call) -> Result<Bytes> 
         attempts = tracing::field::Empty,
         throttle_wait_ms = tracing::field::Empty,
     );
-    execute_in_span(tenant, call).instrument(span).await
+    // A panic (a bug, or a token store, limiter or clock given by the caller that panics) fails
+    // this call with an `internal` error and nothing else: no lock stays poisoned, no shared
+    // future holds it.
+    let call_path = std::panic::AssertUnwindSafe(execute_in_span(tenant, call).instrument(span.clone()));
+    match call_path.catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let error = Error::from_panic(&*panic).with_request(call.method.as_str(), &call.route.url);
+            span.in_scope(|| tracing::error!(error = %error, "a call panicked"));
+            Err(error)
+        }
+    }
 }
 
 async fn execute_in_span(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
@@ -421,10 +436,34 @@ async fn attempt_once(
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, clock.wall()));
+    let too_large = |detail: String| {
+        Attempt::Fail(
+            Error::new(
+                ErrorCode::Decode,
+                format!(
+                    "the response is larger than the {} the client reads ({detail}); if the answer is \
+                     real, ask for less at a time (a smaller pageSize)",
+                    size_in_words(MAX_RESPONSE_BYTES)
+                ),
+            )
+            .with_status(status.as_u16())
+            .with_request(call.method.as_str(), &call.route.url),
+        )
+    };
+    // An error's title and field errors fit in far less than a page.
+    let cap = if status.is_success() { MAX_RESPONSE_BYTES } else { MAX_ERROR_BODY_BYTES };
+    if status.is_success() {
+        if let Some(announced) = announced_over(&response, cap) {
+            return too_large(format!("it announced {announced} bytes"));
+        }
+    }
     // Boxed: reading the body is the largest state of a call, and keeping it out of line keeps
     // every call's future small (large futures cost a large allocation per call).
-    let body = match Box::pin(response.bytes()).await {
-        Ok(b) => b,
+    let body = match Box::pin(read_capped(response, cap)).await {
+        Ok(Capped::Whole(b)) => b,
+        // Enough of an error body to classify it; the rest is of no use.
+        Ok(Capped::Cut(b)) if !status.is_success() => b,
+        Ok(Capped::Cut(_)) => return too_large(format!("cut off after {}", size_in_words(cap))),
         Err(e) => return transport_failure(call, e, true, backoff()),
     };
 
@@ -601,7 +640,7 @@ fn transport_failure(call: &Call, e: reqwest::Error, reading_body: bool, backoff
     }
 }
 
-/// The RFC 7807 parts of an error body.
+/// The RFC 7807 parts of an error body, each cut to what an error message may carry.
 #[derive(Default)]
 struct Problem {
     title: Option<String>,
@@ -609,24 +648,58 @@ struct Problem {
     errors: BTreeMap<String, Vec<String>>,
 }
 
+/// Field errors kept from one error body: a server can list thousands, and all of them end up
+/// in the message.
+const MAX_FIELD_ERRORS: usize = 50;
+
+/// Characters of field error text kept from one error body, field names included.
+const MAX_FIELD_ERRORS_CHARS: usize = 2 * crate::error::MAX_SERVER_TEXT_CHARS;
+
+/// The key under which a cut list of field errors says how many fields were left out.
+const MORE_FIELDS_KEY: &str = "…";
+
 impl Problem {
     fn parse(body: &[u8]) -> Problem {
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
-            let text = String::from_utf8_lossy(body).trim().chars().take(200).collect::<String>();
-            return Problem { title: (!text.is_empty()).then_some(text), ..Problem::default() };
+            // Not JSON (an HTML page from a proxy, say): its start, as one line.
+            let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let text = text.chars().take(200).collect::<String>();
+            return Problem { title: (!text.is_empty()).then(|| server_text(&text)), ..Problem::default() };
         };
-        let text = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
+        let text = |k: &str| map.get(k).and_then(Value::as_str).map(server_text);
         let mut errors = BTreeMap::new();
         if let Some(Value::Object(fields)) = map.get("errors") {
+            let mut budget = MAX_FIELD_ERRORS_CHARS;
+            let mut shown = 0;
             for (field, messages) in fields {
-                let list = match messages {
-                    Value::Array(items) => {
-                        items.iter().map(|m| m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string())).collect()
-                    }
-                    Value::String(s) => vec![s.clone()],
-                    other => vec![other.to_string()],
+                if shown == MAX_FIELD_ERRORS || budget == 0 {
+                    break;
+                }
+                let field = server_text(field);
+                budget = budget.saturating_sub(field.chars().count());
+                let items: Vec<&Value> = match messages {
+                    Value::Array(items) => items.iter().collect(),
+                    other => vec![other],
                 };
-                errors.insert(field.clone(), list);
+                let mut list = Vec::new();
+                for message in items {
+                    if budget == 0 {
+                        break;
+                    }
+                    let text = message.as_str().map(server_text).unwrap_or_else(|| server_text(&message.to_string()));
+                    let text: String = text.chars().take(budget).collect();
+                    budget -= text.chars().count();
+                    list.push(text);
+                }
+                errors.insert(field, list);
+                shown += 1;
+            }
+            if shown < fields.len() {
+                errors.insert(
+                    MORE_FIELDS_KEY.to_owned(),
+                    vec![format!("{} more fields not shown", fields.len() - shown)],
+                );
             }
         }
         Problem {
@@ -635,6 +708,13 @@ impl Problem {
             errors,
         }
     }
+}
+
+/// Text from a server as an error may carry it: at most
+/// [`MAX_SERVER_TEXT_CHARS`](crate::error::MAX_SERVER_TEXT_CHARS) characters, control
+/// characters (line breaks, terminal escapes) shown as spaces so that it cannot forge log lines.
+pub(crate) fn server_text(text: &str) -> String {
+    excerpt(text).chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 #[cfg(test)]
@@ -652,6 +732,45 @@ mod tests {
         assert_eq!(p.errors["name"], vec!["The Name field is required."]);
         assert_eq!(p.errors["x"], vec!["y"]);
         assert_eq!(Problem::parse(b"Bad Gateway").title.as_deref(), Some("Bad Gateway"));
+    }
+
+    #[test]
+    fn huge_error_bodies_are_cut_to_what_a_message_carries() {
+        let title = "x".repeat(5 << 20);
+        let p =
+            Problem::parse(serde_json::json!({"title": title, "traceId": "t".repeat(1 << 20)}).to_string().as_bytes());
+        assert_eq!(p.title.as_ref().unwrap().chars().count(), crate::error::MAX_SERVER_TEXT_CHARS + 1);
+        assert!(p.trace_id.unwrap().chars().count() <= crate::error::MAX_SERVER_TEXT_CHARS + 1);
+
+        // Thousands of field errors: a bounded selection, and a word on the rest.
+        let fields: serde_json::Map<String, Value> =
+            (0..10_000).map(|i| (format!("field{i}"), serde_json::json!(["m".repeat(300), "n"]))).collect();
+        let p = Problem::parse(serde_json::json!({"title": "bad", "errors": fields}).to_string().as_bytes());
+        let shown: usize = p.errors.iter().map(|(k, v)| k.len() + v.iter().map(String::len).sum::<usize>()).sum();
+        assert!(shown < 2 * MAX_FIELD_ERRORS_CHARS, "{shown}");
+        assert!(p.errors[MORE_FIELDS_KEY][0].ends_with("more fields not shown"));
+
+        // Control characters cannot forge log lines; bodies that are not JSON give their start.
+        let p = Problem::parse(br#"{"title":"ok\r\n2026-01-01 INFO forged\u001b[31m"}"#);
+        assert!(!p.title.unwrap().chars().any(char::is_control));
+        let p = Problem::parse(&[b'<'; 10 << 20]);
+        assert_eq!(p.title.unwrap().len(), 200);
+        let p = Problem::parse(b"\xc3\x28\xa0\xa1\xff\xfe");
+        assert!(p.title.is_some());
+        let nested = "[".repeat(100_000);
+        assert!(Problem::parse(nested.as_bytes()).errors.is_empty());
+    }
+
+    #[test]
+    fn decode_errors_quote_little_of_the_body() {
+        let body = format!("\"{}\"", "s".repeat(1 << 20));
+        let e = decode::<u32>(body.as_bytes(), &Method::GET, "https://api/crm/v2/tenant/1/customers").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Decode);
+        assert!(e.to_string().len() < 1500 && e.to_string().contains("crm"), "{}", e.to_string().len());
+        let e = decode::<Value>(&[b'['; 100_000], &Method::GET, "u").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Decode);
+        let e = decode::<Value>(b"\xff\xfe{}", &Method::GET, "u").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Decode);
     }
 
     #[test]
