@@ -352,4 +352,5 @@ def _panic_for_test(boundary: str) -> Any:
     """Panics on purpose at one boundary (``"wait"``, ``"asyncio"``, ``"into_python"``,
     ``"convert"``), for the test suite: each must raise ``InternalError`` (an awaitable does,
     when awaited) and leave the client usable."""
+
 def _at_exit() -> None: ...

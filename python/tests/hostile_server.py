@@ -204,10 +204,10 @@ class HostileServer:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return
         if "headers_flood" in reply:
-            head = "HTTP/1.1 200 OK\r\n" + "".join(
+            flood = "HTTP/1.1 200 OK\r\n" + "".join(
                 f"X-Flood-{i}: {'a' * 985}\r\n" for i in range(reply["headers_flood"])
             )
-            conn.sendall((head + "Content-Length: 2\r\nConnection: close\r\n\r\n[]").encode())
+            conn.sendall((flood + "Content-Length: 2\r\nConnection: close\r\n\r\n[]").encode())
             return
         if "drip_ms" in reply:
             conn.sendall(
@@ -246,7 +246,9 @@ class HostileServer:
             self._send(conn, status, [("Content-Type", "application/json"), *headers], b"[" * int(reply["nested"]))
         elif "gzip_zeros" in reply:
             body = gzip_of_zeros(int(reply["gzip_zeros"]))
-            self._send(conn, status, [("Content-Type", "application/json"), ("Content-Encoding", "gzip"), *headers], body)
+            self._send(
+                conn, status, [("Content-Type", "application/json"), ("Content-Encoding", "gzip"), *headers], body
+            )
         elif "body_bytes" in reply or reply.get("endless"):
             head = _head(status, [("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"), *headers])
             conn.sendall(head + b"\r\n" + _chunk(b"["))

@@ -157,9 +157,7 @@ def check(
 
 
 @pytest.mark.parametrize("case_id", sorted(CASES))
-def test_hostile_case_blocking(
-    case_id: str, servers: Tuple[HostileServer, CaptureServer], log_lines: LogLines
-) -> None:
+def test_hostile_case_blocking(case_id: str, servers: Tuple[HostileServer, CaptureServer], log_lines: LogLines) -> None:
     case = CASES[case_id]
     hostile, capture = servers
     hostile.play(case.get("token"), case.get("api"))
@@ -185,9 +183,7 @@ def test_hostile_case_blocking(
 
 
 @pytest.mark.parametrize("case_id", ASYNC_CASES)
-def test_hostile_case_asyncio(
-    case_id: str, servers: Tuple[HostileServer, CaptureServer], log_lines: LogLines
-) -> None:
+def test_hostile_case_asyncio(case_id: str, servers: Tuple[HostileServer, CaptureServer], log_lines: LogLines) -> None:
     case = CASES[case_id]
     hostile, capture = servers
     hostile.play(case.get("token"), case.get("api"))

@@ -69,9 +69,9 @@ pub(crate) fn kwargs_to_value(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Va
 pub(crate) fn params_to_pairs(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, String)>> {
     let Some(params) = params.filter(|p| !p.is_none()) else { return Ok(Vec::new()) };
     crate::panics::catch(|| {
-        let dict = params.cast::<PyDict>().map_err(|_| {
-            configuration_error("params", format!("params: expected a dict, got {}", a_type(params)))
-        })?;
+        let dict = params
+            .cast::<PyDict>()
+            .map_err(|_| configuration_error("params", format!("params: expected a dict, got {}", a_type(params))))?;
         let mut pairs = Vec::with_capacity(dict.len());
         for (k, v) in items(dict)? {
             let key = key_text(&Walk::new("params", "params".to_owned()), &k)?;
