@@ -64,9 +64,9 @@ pub(crate) async fn read_capped(mut response: reqwest::Response, cap: usize) -> 
 /// A cap in words for messages: "256 MiB", "64 KiB".
 pub(crate) fn size_in_words(bytes: usize) -> String {
     const MIB: usize = 1024 * 1024;
-    if bytes >= MIB && bytes % MIB == 0 {
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
-    } else if bytes >= 1024 && bytes % 1024 == 0 {
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} bytes")
