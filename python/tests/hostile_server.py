@@ -123,6 +123,10 @@ class HostileServer:
         self.api_replies: List[Dict[str, Any]] = []
         self.token_requests = 0
         self.api_requests = 0
+        # Requests that followed a redirect to /elsewhere, and Accept-Encoding values seen: none
+        # of either may come (redirects are not followed, compression is not negotiated).
+        self.elsewhere_requests = 0
+        self.encodings: List[str] = []
         self.errors: List[str] = []
         threading.Thread(target=self._serve, name="hostile", daemon=True).start()
 
@@ -130,6 +134,8 @@ class HostileServer:
         for reply in (token or []) + (api or []):
             unknown = set(reply) - REPLY_KEYS
             assert not unknown, f"reply keys this runner does not know: {unknown}"
+            if "gzip_zeros" in reply:
+                gzip_of_zeros(int(reply["gzip_zeros"]))  # made now, not while the client waits
         with self._lock:
             self.token_replies = list(token or [])
             self.api_replies = list(api or [])
@@ -169,7 +175,11 @@ class HostileServer:
             request = _read_request(conn)
             if request is None:
                 return
-            method, target = request
+            method, target, headers = request
+            if "accept-encoding" in headers:
+                self.encodings.append(headers["accept-encoding"])
+            if target.startswith("/elsewhere"):
+                self.elsewhere_requests += 1
             reply = self._next_reply(is_token=method == "POST" and target.split("?")[0].endswith("/connect/token"))
             self._answer(conn, reply)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout):
@@ -283,8 +293,8 @@ def _chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
-def _read_request(conn: socket.socket) -> Optional[Tuple[str, str]]:
-    """Reads one request (head and Content-Length body); its method and target."""
+def _read_request(conn: socket.socket) -> Optional[Tuple[str, str, Dict[str, str]]]:
+    """Reads one request (head and Content-Length body); its method, target and headers."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
@@ -296,14 +306,14 @@ def _read_request(conn: socket.socket) -> Optional[Tuple[str, str]]:
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     method, target, _version = lines[0].split(" ", 2)
-    length = 0
+    headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value.strip())
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
     while len(rest) < length:
         chunk = conn.recv(65536)
         if not chunk:
             break
         rest += chunk
-    return method, target
+    return method, target, headers

@@ -2,9 +2,10 @@
 and the asyncio one for a representative subset.
 
 Each case runs against a fresh hostile server and capture server (see hostile_server.py). Every
-case also checks: the capture server saw no connection; neither the error's str/repr nor any
-`servicetitan` log line (at DEBUG) holds the app key or the client secret; afterwards, with the
-server well-behaved again, a normal call on the same client succeeds.
+case also checks: the capture server saw no connection, no same-origin redirect was followed
+and no compressed answer asked for; neither the error's str/repr/title nor any `servicetitan`
+log line (at DEBUG, none over 16 KiB) holds the app key or the client secret; afterwards, with
+the server well-behaved again, a normal call on the same client succeeds.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CASES: Dict[str, Dict[str, Any]] = {c["id"]: c for c in DATA["cases"]}
 CASE_KEYS = {"id", "about", "client", "token", "api", "call", "expect"}
 EXPECT_KEYS = {"ok", "error", "api_requests", "token_requests", "elapsed_ms"}
 SECRETS = (CREDENTIALS["app_key"], CREDENTIALS["client_secret"])
+MAX_LOG_LINE = 16 * 1024
 
 # The asyncio client shares the engine with the blocking one: a subset covering each kind of
 # hostility (redirects, lying tokens, bounds, protocol errors, stalls, resets) is enough.
@@ -136,7 +138,7 @@ def check(
             chars = len(message)
             assert chars <= wanted["max_message_chars"], f"a message of {chars} chars: {shown!r}"
         for secret in SECRETS:
-            leaked = secret in message or secret in repr(error)
+            leaked = any(secret in text for text in (message, repr(error), error.title or ""))
             assert not leaked, f"a secret in the error: {shown!r}"
     for counter in ("api_requests", "token_requests"):
         if counter in expect:
@@ -148,12 +150,16 @@ def check(
                 assert seen <= bound["lte"], f"{counter}: {seen}, expected at most {bound['lte']}"
     if "elapsed_ms" in expect:
         assert elapsed_ms <= expect["elapsed_ms"]["lte"], f"took {elapsed_ms:.0f} ms"
-    assert capture.connections == 0, f"the capture server saw {capture.connections}: {capture.received!r}"
+    assert capture.connections == 0, f"the capture server saw {capture.connections}: {capture.received[:500]!r}"
+    assert hostile.elsewhere_requests == 0, "a same-origin redirect was followed"
+    assert hostile.encodings == [], f"the client asked for compressed answers: {hostile.encodings}"
     assert not hostile.errors, hostile.errors
     for line in log_lines.lines:
         for secret in SECRETS:
             leaked = secret in line
             assert not leaked, f"a secret in the log line {line[:500]!r}"
+        size = len(line)
+        assert size <= MAX_LOG_LINE, f"a log line of {size} chars: {line[:500]!r}"
 
 
 @pytest.mark.parametrize("case_id", sorted(CASES))
