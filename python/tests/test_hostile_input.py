@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
@@ -291,3 +292,32 @@ async def test_an_awaited_panic_leaves_the_async_client_usable(sandbox: st.Sandb
             await _native._panic_for_test(boundary)
     assert (await tenant.get("crm/customers", params={"pageSize": 1}))["data"]
     assert [r async for r in tenant.paginate("crm/customers", params={"pageSize": 2})][:1]
+
+
+def test_a_blocking_call_from_a_log_handler_is_refused_and_the_logged_call_goes_on(sandbox: st.Sandbox) -> None:
+    # Log lines are emitted on the client's runtime threads, where blocking on the runtime
+    # would panic (tokio refuses to start a runtime from within one).
+    tenant = sandbox.client().tenant(**sandbox.credentials(1001))
+    outcomes: List[BaseException] = []
+
+    class Calling(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not outcomes:
+                try:
+                    tenant.get("crm/customers")
+                except BaseException as e:
+                    outcomes.append(e)
+
+    logger = logging.getLogger("servicetitan")
+    handler, level = Calling(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        page = tenant.get("crm/customers", params={"pageSize": 1})  # fetches a token: logged
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert page["data"]
+    assert len(outcomes) == 1
+    assert isinstance(outcomes[0], st.ConfigurationError), repr(outcomes[0])
+    assert "runtime threads" in str(outcomes[0])

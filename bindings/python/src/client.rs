@@ -146,9 +146,11 @@ impl ClientCore {
         client_id: Option<String>,
         client_secret: Option<String>,
     ) -> PyResult<Arc<TenantCore>> {
-        let credentials = TenantCredentials::resolve(tenant_id, client_id, client_secret).map_err(to_py)?;
-        let engine = self.engine()?.tenant(credentials.clone());
-        Ok(Arc::new(TenantCore { client: self.clone(), credentials, engine: PerProcess::new(engine) }))
+        crate::panics::catch(|| {
+            let credentials = TenantCredentials::resolve(tenant_id, client_id, client_secret).map_err(to_py)?;
+            let engine = self.engine()?.tenant(credentials.clone());
+            Ok(Arc::new(TenantCore { client: self.clone(), credentials, engine: PerProcess::new(engine) }))
+        })
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -289,6 +289,11 @@ impl<'de, 'py> Visitor<'de> for PageData<'_, 'py> {
 
 /// A `serde_json::Value` (stats, sandbox settings) as Python objects.
 pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    crate::panics::catch(|| value_tree(py, value))
+}
+
+/// The conversion behind `value_to_py`: values made by serde_json are at most 128 levels deep.
+fn value_tree<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {
         Value::Null => py.None().into_bound(py),
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -303,12 +308,12 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
         }
         Value::String(s) => PyString::new(py, s).into_any(),
         Value::Array(items) => {
-            PyList::new(py, items.iter().map(|v| value_to_py(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+            PyList::new(py, items.iter().map(|v| value_tree(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
         }
         Value::Object(map) => {
             let dict = PyDict::new(py);
             for (k, v) in map {
-                dict.set_item(k, value_to_py(py, v)?)?;
+                dict.set_item(k, value_tree(py, v)?)?;
             }
             dict.into_any()
         }

@@ -97,11 +97,19 @@ where
     F: Future<Output = T> + Send,
     T: Send,
 {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // `block_on` would panic: this thread drives the runtime (user code called back from
+        // it, such as a handler of the `servicetitan` logger, made a blocking call).
+        return Err(crate::errors::configuration_error(
+            "call",
+            "a blocking call cannot be made from the client's own runtime threads (a handler of the \
+             servicetitan logger, say): hand the work to another thread, or use AsyncClient",
+        ));
+    }
     let rt = runtime();
     let on_main_thread = MAIN_THREAD.get() == Some(&std::thread::current().id());
     let fut = crate::panics::catch_async(fut);
-    // Also caught: a panic of `block_on` itself (called on a runtime thread, from a logging
-    // handler say).
+    // A panic of `block_on` itself is caught too.
     let outcome = py.detach(move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             if !on_main_thread {
