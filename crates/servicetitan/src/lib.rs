@@ -60,6 +60,8 @@ mod error;
 pub mod limit;
 pub mod log;
 mod paging;
+#[cfg(test)]
+mod properties;
 pub mod redis;
 mod reports;
 mod request;

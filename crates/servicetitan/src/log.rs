@@ -53,6 +53,8 @@ pub fn is_engine(metadata: &Metadata<'_>) -> bool {
 /// Events of other crates are ignored; filter by level in the sink or with a filter layer.
 pub struct LogLayer<F> {
     sink: F,
+    /// Set once the sink has panicked (reported once, on stderr).
+    sink_panicked: std::sync::atomic::AtomicBool,
 }
 
 impl<F> LogLayer<F>
@@ -60,8 +62,12 @@ where
     F: Fn(LogLine<'_>) + Send + Sync + 'static,
 {
     /// A layer calling `sink` for every engine event.
+    ///
+    /// A sink that panics loses that line and nothing else: the call that logged goes on (it
+    /// would otherwise fail for a logging bug), and the first such panic is reported on stderr,
+    /// once.
     pub fn new(sink: F) -> Self {
-        LogLayer { sink }
+        LogLayer { sink, sink_panicked: std::sync::atomic::AtomicBool::new(false) }
     }
 }
 
@@ -165,6 +171,39 @@ where
             }
         }
         let metadata = event.metadata();
-        (self.sink)(LogLine { level: *metadata.level(), target: metadata.target(), message, route });
+        let line = LogLine { level: *metadata.level(), target: metadata.target(), message, route };
+        let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.sink)(line)));
+        if let Err(panic) = delivered {
+            if !self.sink_panicked.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let what = crate::Error::from_panic(&*panic);
+                eprintln!("servicetitan: the log sink panicked, its lines are lost ({})", what.message());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn a_sink_that_panics_loses_its_line_and_nothing_else() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(LogLayer::new(move |line: LogLine<'_>| {
+            if line.message.starts_with("boom") {
+                panic!("the sink broke");
+            }
+            seen.lock().unwrap().push(line.message);
+        }));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("boom");
+            tracing::info!("after");
+            tracing::info!("boom again");
+            tracing::info!("still here");
+        });
+        assert_eq!(*lines.lock().unwrap(), ["after", "still here"]);
     }
 }

@@ -642,24 +642,24 @@ fn transport_failure(call: &Call, e: reqwest::Error, reading_body: bool, backoff
 
 /// The RFC 7807 parts of an error body, each cut to what an error message may carry.
 #[derive(Default)]
-struct Problem {
-    title: Option<String>,
-    trace_id: Option<String>,
-    errors: BTreeMap<String, Vec<String>>,
+pub(crate) struct Problem {
+    pub(crate) title: Option<String>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) errors: BTreeMap<String, Vec<String>>,
 }
 
 /// Field errors kept from one error body: a server can list thousands, and all of them end up
 /// in the message.
-const MAX_FIELD_ERRORS: usize = 50;
+pub(crate) const MAX_FIELD_ERRORS: usize = 50;
 
 /// Characters of field error text kept from one error body, field names included.
-const MAX_FIELD_ERRORS_CHARS: usize = 2 * crate::error::MAX_SERVER_TEXT_CHARS;
+pub(crate) const MAX_FIELD_ERRORS_CHARS: usize = 2 * crate::error::MAX_SERVER_TEXT_CHARS;
 
 /// The key under which a cut list of field errors says how many fields were left out.
-const MORE_FIELDS_KEY: &str = "…";
+pub(crate) const MORE_FIELDS_KEY: &str = "…";
 
 impl Problem {
-    fn parse(body: &[u8]) -> Problem {
+    pub(crate) fn parse(body: &[u8]) -> Problem {
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
             // Not JSON (an HTML page from a proxy, say): its start, as one line.
             let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
