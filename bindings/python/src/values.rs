@@ -24,7 +24,7 @@ const MAX_KEY_CHARS: usize = 64;
 /// A `json=` body: dicts (str keys), lists, tuples, str, int (64-bit), float (finite), bool,
 /// None, and dates, datetimes and times (sent as ISO 8601, the format ServiceTitan expects).
 pub(crate) fn json_body(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    crate::panics::catch(|| Walk::new("json", "json".to_owned()).value(obj))
+    crate::panics::catch(|| Walk::new("json", Vec::new()).value(obj))
 }
 
 /// Report `parameters=`: a dict of names to JSON values, in order.
@@ -39,8 +39,8 @@ pub(crate) fn report_parameters(parameters: Option<&Bound<'_, PyAny>>) -> PyResu
         })?;
         let mut out = Vec::with_capacity(dict.len());
         for (k, v) in items(dict)? {
-            let name = key_text(&Walk::new("parameters", "parameters".to_owned()), &k)?;
-            let value = Walk::new("parameters", format!("parameters.{}", shown(&name))).value(&v)?;
+            let name = key_text(&Walk::new("parameters", Vec::new()), &k)?;
+            let value = Walk::new("parameters", vec![Step::Key(name.clone())]).value(&v)?;
             out.push((name, value));
         }
         Ok(out)
@@ -56,7 +56,7 @@ pub(crate) fn kwargs_to_value(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Va
         for (k, v) in items(kwargs)? {
             // Keyword names are always str.
             let name: String = k.extract()?;
-            let value = Walk::new(&name, name.clone()).value(&v)?;
+            let value = Walk::new(&name, Vec::new()).value(&v)?;
             map.insert(name, value);
         }
         Ok(Value::Object(map))
@@ -74,11 +74,11 @@ pub(crate) fn params_to_pairs(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec
             .map_err(|_| configuration_error("params", format!("params: expected a dict, got {}", a_type(params))))?;
         let mut pairs = Vec::with_capacity(dict.len());
         for (k, v) in items(dict)? {
-            let key = key_text(&Walk::new("params", "params".to_owned()), &k)?;
+            let key = key_text(&Walk::new("params", Vec::new()), &k)?;
             if v.is_none() {
                 continue;
             }
-            let walk = Walk::new("params", format!("params.{}", shown(&key)));
+            let walk = Walk::new("params", vec![Step::Key(key.clone())]);
             let value = if let Ok(list) = v.cast::<PyList>() {
                 list.iter()
                     .enumerate()
@@ -102,23 +102,33 @@ pub(crate) fn params_to_pairs(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec
 /// Where a conversion is: the argument, the path from it, and the containers open on that path.
 struct Walk<'a> {
     argument: &'a str,
-    path: String,
-    /// Addresses of the containers being converted, outermost first. Each is kept alive by the
-    /// frame converting it, so an address on this list is never reused meanwhile.
-    open: Vec<usize>,
+    steps: Vec<Step>,
+    /// The containers being converted, outermost first: each one's address and the number of
+    /// steps to it. Each is kept alive by the frame converting it, so an address on this list is
+    /// never reused meanwhile.
+    open: Vec<(usize, usize)>,
+}
+
+/// One step of a path: `.key` (or `["odd key"]`) and `[index]`.
+#[derive(Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
 }
 
 impl<'a> Walk<'a> {
-    fn new(argument: &'a str, path: String) -> Self {
-        Walk { argument, path, open: Vec::new() }
+    fn new(argument: &'a str, steps: Vec<Step>) -> Self {
+        Walk { argument, steps, open: Vec::new() }
     }
 
     fn at_index(&self, i: usize) -> Walk<'a> {
-        Walk { argument: self.argument, path: format!("{}[{i}]", self.path), open: Vec::new() }
+        let mut steps = self.steps.clone();
+        steps.push(Step::Index(i));
+        Walk { argument: self.argument, steps, open: Vec::new() }
     }
 
     fn refuse(&self, what: impl std::fmt::Display) -> PyErr {
-        configuration_error(self.argument, format!("{}: {what}", self.path))
+        configuration_error(self.argument, format!("{}: {what}", path_text(self.argument, &self.steps)))
     }
 
     /// A Python exception raised while reading the value (a `tzinfo` that fails, say), as a
@@ -164,11 +174,9 @@ impl<'a> Walk<'a> {
             let mut map = serde_json::Map::with_capacity(dict.len());
             for (k, v) in items(dict).map_err(|e| self.failed(py, e))? {
                 let key = key_text(self, &k)?;
-                let len = self.path.len();
-                self.path.push('.');
-                self.path.push_str(&shown(&key));
+                self.steps.push(Step::Key(key));
                 let value = self.value(&v)?;
-                self.path.truncate(len);
+                let Some(Step::Key(key)) = self.steps.pop() else { unreachable!("pushed above") };
                 map.insert(key, value);
             }
             self.open.pop();
@@ -185,10 +193,9 @@ impl<'a> Walk<'a> {
             };
             let mut values = Vec::new();
             for (i, item) in items.enumerate() {
-                let len = self.path.len();
-                self.path.push_str(&format!("[{i}]"));
+                self.steps.push(Step::Index(i));
                 values.push(self.value(&item)?);
-                self.path.truncate(len);
+                self.steps.pop();
             }
             self.open.pop();
             return Ok(Value::Array(values));
@@ -205,13 +212,16 @@ impl<'a> Walk<'a> {
     /// Opens a container, unless it is already open (a cycle) or one too many are.
     fn enter(&mut self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let address = obj.as_ptr() as usize;
-        if self.open.contains(&address) {
-            return Err(self.refuse("a value that contains itself cannot be sent as JSON"));
+        if let Some(&(_, depth)) = self.open.iter().find(|(open, _)| *open == address) {
+            let target = path_text(self.argument, &self.steps[..depth]);
+            return Err(
+                self.refuse(format!("a value that contains itself cannot be sent as JSON (it is {target} again)"))
+            );
         }
         if self.open.len() >= MAX_DEPTH {
             return Err(self.refuse(format!("nested deeper than {MAX_DEPTH} levels")));
         }
-        self.open.push(address);
+        self.open.push((address, self.steps.len()));
         Ok(())
     }
 
@@ -262,12 +272,50 @@ fn key_text(walk: &Walk<'_>, key: &Bound<'_, PyAny>) -> PyResult<String> {
     }
 }
 
-/// A key as shown in a path: cut after [`MAX_KEY_CHARS`] characters.
-fn shown(key: &str) -> std::borrow::Cow<'_, str> {
-    match key.char_indices().nth(MAX_KEY_CHARS) {
-        Some((end, _)) => format!("{}…", &key[..end]).into(),
-        None => key.into(),
+impl Step {
+    /// `.key` for a plain key, `["odd key"]` (quoted, cut after [`MAX_KEY_CHARS`]) for any other.
+    fn text(&self) -> String {
+        match self {
+            Step::Index(i) => format!("[{i}]"),
+            Step::Key(k) => {
+                let mut chars = k.chars();
+                let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+                    && k.len() <= MAX_KEY_CHARS
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+                if plain {
+                    return format!(".{k}");
+                }
+                let cut = match k.char_indices().nth(MAX_KEY_CHARS) {
+                    Some((end, _)) => format!("{}…", &k[..end]),
+                    None => k.clone(),
+                };
+                format!("[{}]", serde_json::Value::String(cut))
+            }
+        }
     }
+}
+
+/// The argument, then its steps; the middle of a very long path is left out
+/// (`json[0][0]…[0][0]`), as the other bindings show it.
+fn path_text(argument: &str, steps: &[Step]) -> String {
+    let steps: Vec<String> = steps.iter().map(Step::text).collect();
+    let full_len = argument.len() + steps.iter().map(String::len).sum::<usize>();
+    if full_len <= 240 {
+        return format!("{argument}{}", steps.concat());
+    }
+    let mut head = argument.to_owned();
+    let mut i = 0;
+    while i < steps.len() && head.len() + steps[i].len() <= 120 {
+        head.push_str(&steps[i]);
+        i += 1;
+    }
+    let mut tail_len = 0;
+    let mut j = steps.len();
+    while j > i && tail_len + steps[j - 1].len() <= 120 {
+        j -= 1;
+        tail_len += steps[j].len();
+    }
+    format!("{head}…{}", steps[j..].concat())
 }
 
 /// `datetime.datetime`, `datetime.date` and `datetime.time`, looked up once.
