@@ -219,3 +219,26 @@ def test_hostile_case_asyncio(case_id: str, servers: Tuple[HostileServer, Captur
 
 def test_every_async_case_exists() -> None:
     assert set(ASYNC_CASES) <= set(CASES)
+
+
+def test_a_page_nested_100000_deep_is_a_decode_error_for_iterators_too(
+    servers: Tuple[HostileServer, CaptureServer],
+) -> None:
+    # Pages reach Python through another decoder than get()'s: it must be bounded as well.
+    hostile, capture = servers
+    hostile.play(None, [{"status": 200, "nested": 100_000}])
+    settings = client_settings({}, hostile)
+    tenant = st.Client(**settings).tenant(CREDENTIALS["tenant"], **tenant_kwargs())
+    with pytest.raises(st.DecodeError):
+        list(tenant.paginate("crm/customers"))
+
+    async def iterate() -> None:
+        atenant = st.AsyncClient(**settings).tenant(CREDENTIALS["tenant"], **tenant_kwargs())
+        with pytest.raises(st.DecodeError):
+            [r async for r in atenant.paginate("crm/customers")]
+        hostile.normal()
+        assert [r async for r in atenant.paginate("crm/customers")] == [{"id": 1}]
+
+    asyncio.run(iterate())
+    assert list(tenant.paginate("crm/customers")) == [{"id": 1}]
+    assert capture.connections == 0
