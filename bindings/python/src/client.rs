@@ -7,7 +7,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 use pyo3::BoundObject;
-use servicetitan::{Bytes, ClientBuilder, Method, PageStream, RawPage, RequestBuilder, TenantCredentials};
+use servicetitan::{Bytes, ClientBuilder, Method, RawRecord, RecordStream, RequestBuilder, TenantCredentials};
 
 use crate::convert::{json_to_py, params_to_pairs, py_to_value, value_to_py};
 use crate::errors::{configuration_error, to_py};
@@ -216,12 +216,12 @@ impl TenantCore {
         path: String,
         params: Option<&Bound<'_, PyAny>>,
         page_size: Option<u32>,
-    ) -> PyResult<PageStream<RawPage>> {
+    ) -> PyResult<RecordStream<RawRecord>> {
         let mut list = self.engine()?.paginate::<serde::de::IgnoredAny>(path).param_pairs(params_to_pairs(params)?);
         if let Some(size) = page_size {
             list = list.page_size(size);
         }
-        Ok(list.raw_pages())
+        Ok(list.raw_records())
     }
 
     fn export(
@@ -229,12 +229,12 @@ impl TenantCore {
         path: String,
         since: Option<String>,
         params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<(PageStream<RawPage>, Option<String>)> {
-        let mut feed = self.engine()?.export::<serde::de::IgnoredAny>(path).since(since.clone());
+    ) -> PyResult<RecordStream<RawRecord>> {
+        let mut feed = self.engine()?.export::<serde::de::IgnoredAny>(path).since(since);
         for (k, v) in params_to_pairs(params)? {
             feed = feed.param(k, v);
         }
-        Ok((feed.raw_pages(), since.filter(|s| !s.is_empty())))
+        Ok(feed.raw_records())
     }
 
     fn report(
@@ -513,7 +513,7 @@ impl Tenant {
     /// one is consumed).
     #[pyo3(signature = (path, *, params=None, page_size=None))]
     fn paginate(&self, path: String, params: Option<&Bound<'_, PyAny>>, page_size: Option<u32>) -> PyResult<Records> {
-        Ok(Records::new(self.core.paginate(path, params, page_size)?, None))
+        Ok(Records::new(self.core.paginate(path, params, page_size)?))
     }
 
     /// An export feed: every record until the feed has caught up. `since` is a saved
@@ -525,8 +525,7 @@ impl Tenant {
         since: Option<&Bound<'_, PyAny>>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Records> {
-        let (pages, since) = self.core.export(path, crate::convert::since_text(since)?, params)?;
-        Ok(Records::new(pages, since))
+        Ok(Records::new(self.core.export(path, crate::convert::since_text(since)?, params)?))
     }
 
     /// Every row of a report as a dict keyed by the report's field names, run under the
@@ -760,7 +759,7 @@ impl AsyncTenant {
         params: Option<&Bound<'_, PyAny>>,
         page_size: Option<u32>,
     ) -> PyResult<AsyncRecords> {
-        Ok(AsyncRecords::new(self.core.paginate(path, params, page_size)?, None))
+        Ok(AsyncRecords::new(self.core.paginate(path, params, page_size)?))
     }
 
     /// An export feed as an async iterator, with `continue_from` (see `Tenant.export`).
@@ -771,8 +770,7 @@ impl AsyncTenant {
         since: Option<&Bound<'_, PyAny>>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<AsyncRecords> {
-        let (pages, since) = self.core.export(path, crate::convert::since_text(since)?, params)?;
-        Ok(AsyncRecords::new(pages, since))
+        Ok(AsyncRecords::new(self.core.export(path, crate::convert::since_text(since)?, params)?))
     }
 
     /// Every row of a report as a dict (see `Tenant.report`).

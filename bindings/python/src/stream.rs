@@ -1,12 +1,16 @@
-//! Record streams (`Records`, `AsyncRecords`): the records of `paginate()` and `export()`,
-//! page after page, and the export checkpoint.
+//! Record streams (`Records`, `AsyncRecords`): the records of `paginate()` and `export()`, page
+//! after page, and the export checkpoint.
+//!
+//! Both wrap one engine `RecordStream`, which hands every record out once whatever the number of
+//! threads or coroutines reading it, and keeps `continue_from`. This side only decodes: a page's
+//! body becomes Python objects once, when its first record is taken.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use servicetitan::{PageStream, RawPage};
+use servicetitan::{Bytes, RawRecord, RecordStream, Taken};
 
 use crate::convert::page_data_to_py;
 use crate::errors::{configuration_error, to_py};
@@ -15,66 +19,98 @@ use crate::runtime::{to_asyncio, wait, ForkLeaked};
 // ---------------------------------------------------------------------------------------------
 // Record iteration (shared by the blocking and asyncio streams)
 
-/// The page being handed out, and the export checkpoint: the `continueFrom` of the last page
-/// whose records have all been handed out (the engine's `RecordStream` rule).
-#[derive(Default)]
-struct Buffer {
-    page: Option<Py<PyList>>,
-    next: usize,
-    page_checkpoint: Option<String>,
-    checkpoint: Option<String>,
-    done: bool,
-    /// A fetched page whose `__anext__` was cancelled before it reached Python: handed out by the
-    /// next `__anext__`, so no page is lost and the checkpoint never skips one.
-    stashed: Option<Option<servicetitan::Result<RawPage>>>,
-}
-
-impl Buffer {
-    fn pop<'py>(&mut self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        let page = self.page.as_ref()?.bind(py);
-        let record = page.get_item(self.next).ok()?;
-        self.next += 1;
-        if self.next >= page.len() {
-            // Handed out whole: drop our reference so consumed records can be freed.
-            self.page = None;
-            if let Some(c) = self.page_checkpoint.take() {
-                self.checkpoint = Some(c);
-            }
-        }
-        Some(record)
-    }
-
-    fn load(&mut self, py: Python<'_>, page: RawPage) -> PyResult<()> {
-        let records = page_data_to_py(py, &page.body)?;
-        if records.is_empty() {
-            if page.continue_from.is_some() {
-                self.checkpoint = page.continue_from;
-            }
-        } else {
-            self.page = Some(records.unbind());
-            self.next = 0;
-            self.page_checkpoint = page.continue_from;
-        }
-        Ok(())
-    }
-}
-
-/// What a page stream made before a fork cannot be used after it.
+/// What a stream made before a fork cannot be used after it.
 fn forked_stream_error() -> PyErr {
     configuration_error("stream", "this stream was started before the process forked; start a new one in this process")
 }
 
-/// The records of `tenant.paginate(...)` or `tenant.export(...)`: iterate it; for exports,
-/// `continue_from` is the checkpoint to save.
-#[pyclass(module = "servicetitan._native")]
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the engine handed out, decoded.
+enum Next<'py> {
+    Record(Bound<'py, PyAny>),
+    End,
+    /// Nothing buffered: a page must be fetched first (`fill`).
+    Empty,
+}
+
+/// The engine's stream and the decoded page its current records come from.
+struct Core {
+    stream: ForkLeaked<RecordStream<RawRecord>>,
+    /// The page being handed out, as a list, with its body: every record of a page shares one
+    /// body, and holding it keeps its address from being reused by another page.
+    page: Mutex<Option<(Bytes, Py<PyList>)>>,
+}
+
+fn same_page(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
+impl Core {
+    fn new(stream: RecordStream<RawRecord>) -> Self {
+        Core { stream: ForkLeaked::new(stream), page: Mutex::new(None) }
+    }
+
+    fn stream(&self) -> PyResult<&RecordStream<RawRecord>> {
+        self.stream.get().ok_or_else(forked_stream_error)
+    }
+
+    /// The next record if one is buffered, taken from the engine and decoded in one step (the
+    /// GIL held throughout), so that a record taken is a record returned.
+    fn take<'py>(&self, py: Python<'py>) -> PyResult<Next<'py>> {
+        match self.stream()?.try_take() {
+            Taken::Record(raw) => self.decode(py, raw).map(Next::Record),
+            Taken::Error(e) => Err(to_py(e)),
+            Taken::End => Ok(Next::End),
+            Taken::Empty => Ok(Next::Empty),
+        }
+    }
+
+    fn decode<'py>(&self, py: Python<'py>, raw: RawRecord) -> PyResult<Bound<'py, PyAny>> {
+        // No Python code runs while the lock is held (a decref could run a finaliser that waits
+        // on another thread holding it): lists are cloned and dropped outside.
+        let cached = lock(&self.page)
+            .as_ref()
+            .filter(|(body, _)| same_page(body, &raw.page))
+            .map(|(_, list)| list.clone_ref(py));
+        let list = match cached {
+            Some(list) => list.into_bound(py),
+            None => {
+                let list = page_data_to_py(py, &raw.page)?;
+                let previous = lock(&self.page).replace((raw.page.clone(), list.clone().unbind()));
+                drop(previous);
+                list
+            }
+        };
+        let record = list.get_item(raw.index)?;
+        if raw.index + 1 == raw.page_len {
+            // Handed out whole: drop our reference so consumed records can be freed.
+            let mut page = lock(&self.page);
+            let done = page.take_if(|(body, _)| same_page(body, &raw.page));
+            drop(page);
+            drop(done);
+        }
+        Ok(record)
+    }
+
+    fn continue_from(&self) -> PyResult<Option<String>> {
+        Ok(self.stream()?.continue_from())
+    }
+}
+
+/// The records of `tenant.paginate(...)` or `tenant.export(...)`: iterate it, from one thread
+/// or several (each record goes to one of them); for exports, `continue_from` is the checkpoint
+/// to save.
+#[pyclass(module = "servicetitan._native", frozen)]
 pub(crate) struct Records {
-    pages: ForkLeaked<PageStream<RawPage>>,
-    buffer: Buffer,
+    core: Core,
 }
 
 impl Records {
-    pub(crate) fn new(pages: PageStream<RawPage>, since: Option<String>) -> Self {
-        Records { pages: ForkLeaked::new(pages), buffer: Buffer { checkpoint: since, ..Buffer::default() } }
+    pub(crate) fn new(stream: RecordStream<RawRecord>) -> Self {
+        Records { core: Core::new(stream) }
     }
 }
 
@@ -84,23 +120,15 @@ impl Records {
         slf
     }
 
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         loop {
-            if let Some(record) = self.buffer.pop(py) {
-                return Ok(Some(record));
-            }
-            if self.buffer.done {
-                return Ok(None);
-            }
-            let pages = self.pages.get_mut().ok_or_else(forked_stream_error)?;
-            let next = wait(py, futures::StreamExt::next(pages))?;
-            match next {
-                None => self.buffer.done = true,
-                Some(Err(e)) => {
-                    self.buffer.done = true;
-                    return Err(to_py(e));
+            match self.core.take(py)? {
+                Next::Record(record) => return Ok(Some(record)),
+                Next::End => return Ok(None),
+                Next::Empty => {
+                    let stream = self.core.stream()?;
+                    wait(py, stream.fill())?;
                 }
-                Some(Ok(page)) => self.buffer.load(py, page)?,
             }
         }
     }
@@ -108,8 +136,8 @@ impl Records {
     /// For exports: the `continueFrom` of the last page fully handed out (or the `since` the
     /// feed started from). `None` for lists.
     #[getter]
-    fn continue_from(&self) -> Option<String> {
-        self.buffer.checkpoint.clone()
+    fn continue_from(&self) -> PyResult<Option<String>> {
+        self.core.continue_from()
     }
 }
 
@@ -138,94 +166,24 @@ impl Ready {
     }
 }
 
-type SharedPages = Arc<tokio::sync::Mutex<ForkLeaked<PageStream<RawPage>>>>;
-
 /// The records of `tenant.paginate(...)` or `tenant.export(...)` on an `AsyncTenant`: use
-/// `async for`; for exports, `continue_from` is the checkpoint to save.
+/// `async for`, from one coroutine or several (each record goes to one of them); for exports,
+/// `continue_from` is the checkpoint to save.
 #[pyclass(module = "servicetitan._native", frozen)]
 pub(crate) struct AsyncRecords {
-    pages: SharedPages,
-    buffer: Arc<Mutex<Buffer>>,
+    core: Core,
 }
 
 impl AsyncRecords {
-    pub(crate) fn new(pages: PageStream<RawPage>, since: Option<String>) -> Self {
-        AsyncRecords {
-            pages: Arc::new(tokio::sync::Mutex::new(ForkLeaked::new(pages))),
-            buffer: Arc::new(Mutex::new(Buffer { checkpoint: since, ..Buffer::default() })),
-        }
+    pub(crate) fn new(stream: RecordStream<RawRecord>) -> Self {
+        AsyncRecords { core: Core::new(stream) }
     }
 }
 
-/// The next page, arriving in Python: loaded into the buffer with the GIL held, nothing handed
-/// out. A record is popped only by the coroutine that awaited this (see [`NEXT_AFTER_FILL`]), so
-/// asyncio cancelling at any moment loses nothing: a page not yet converted is stashed, one
-/// converted stays in the buffer.
-struct Arrival {
-    /// The stream's next item (`None`: the end); taken when it reaches Python.
-    page: Option<Option<servicetitan::Result<RawPage>>>,
-    buffer: Arc<Mutex<Buffer>>,
-    /// The stream, held until the page is in the buffer or stashed, so that the next fill cannot
-    /// overtake it and pages always reach the caller in order.
-    _stream: tokio::sync::OwnedMutexGuard<ForkLeaked<PageStream<RawPage>>>,
-}
-
-impl Drop for Arrival {
-    fn drop(&mut self) {
-        // Never converted: the asyncio task was cancelled after the page was fetched. The next
-        // fill (which waits for the stream) loads it first.
-        if let Some(page) = self.page.take() {
-            self.buffer.lock().unwrap_or_else(|p| p.into_inner()).stashed = Some(page);
-        }
-    }
-}
-
-impl<'py> IntoPyObject<'py> for Arrival {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let page = self.page.take();
-        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-        match page.flatten() {
-            None => buffer.done = true,
-            Some(Err(e)) => {
-                buffer.done = true;
-                return Err(to_py(e));
-            }
-            Some(Ok(raw)) => buffer.load(py, raw)?,
-        }
-        Ok(py.None().into_bound(py))
-    }
-}
-
-/// Loads the next page into the buffer, unless records (or the end) are already there.
-fn fill<'py>(py: Python<'py>, pages: SharedPages, buffer: Arc<Mutex<Buffer>>) -> PyResult<Bound<'py, PyAny>> {
-    to_asyncio(py, async move {
-        let mut guard = pages.lock_owned().await;
-        // An earlier fill, cancelled after its page arrived, may have loaded or stashed one.
-        let (loaded, stashed) = {
-            let mut b = buffer.lock().unwrap_or_else(|p| p.into_inner());
-            let loaded = b.page.is_some() || b.done;
-            (loaded, if loaded { None } else { b.stashed.take() })
-        };
-        let page = match (loaded, stashed) {
-            (true, _) => None,
-            (false, Some(page)) => Some(page),
-            (false, None) => {
-                let Some(stream) = guard.get_mut() else {
-                    return Err(forked_stream_error());
-                };
-                Some(futures::StreamExt::next(stream).await)
-            }
-        };
-        Ok(Arrival { page, buffer, _stream: guard })
-    })
-}
-
-/// `__anext__` when the buffer is empty: fill, then pop, in a coroutine of the caller's task,
-/// so that a record is only ever taken by the code that returns it.
+/// `__anext__` when nothing is buffered: wait for a page, then take, in a coroutine of the
+/// caller's task. The awaitable only waits (the engine buffers the page it brings, so asyncio
+/// cancelling at any moment loses nothing); the record is taken after the await, with no await
+/// between taking and returning it.
 const NEXT_AFTER_FILL: &std::ffi::CStr = c"
 async def next_after_fill(records):
     while True:
@@ -259,25 +217,26 @@ impl AsyncRecords {
     /// The next buffered record; `None` if a page must be loaded first (`_fill`); the end of
     /// iteration raised once the stream is done.
     fn _pop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(record) = buffer.pop(py) {
-            return Ok(Some(record));
+        match self.core.take(py)? {
+            Next::Record(record) => Ok(Some(record)),
+            Next::End => Err(PyStopAsyncIteration::new_err(())),
+            Next::Empty => Ok(None),
         }
-        if buffer.done {
-            return Err(PyStopAsyncIteration::new_err(()));
-        }
-        Ok(None)
     }
 
-    /// Loads the next page into the buffer (an awaitable of `None`).
+    /// Waits until a record (or the end) is buffered (an awaitable of `None`).
     fn _fill<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        fill(py, self.pages.clone(), self.buffer.clone())
+        let stream = self.core.stream()?.clone();
+        to_asyncio(py, async move {
+            stream.fill().await;
+            Ok(())
+        })
     }
 
     /// For exports: the `continueFrom` of the last page fully handed out (or the `since` the
     /// feed started from). `None` for lists.
     #[getter]
-    fn continue_from(&self) -> Option<String> {
-        self.buffer.lock().unwrap_or_else(|p| p.into_inner()).checkpoint.clone()
+    fn continue_from(&self) -> PyResult<Option<String>> {
+        self.core.continue_from()
     }
 }
