@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::cancel::{token, unless_cancelled, Canceller};
 use crate::error::{configuration, engine};
 use crate::logging::{self, LogRecord, LoggerRegistration};
-use crate::stream::NativePageStream;
+use crate::stream::NativeRecordStream;
 
 /// `new Client(options)` after the wrapper flattened it; every field falls back to its
 /// environment variable, then to the engine's default. Durations in milliseconds.
@@ -245,24 +245,24 @@ impl NativeTenant {
         env.spawn_future(unless_cancelled(cancel, call.instrument(call_span(&self.logger))))
     }
 
-    /// The pages of a page-based list, as raw JSON.
+    /// The records of a page-based list.
     #[napi]
-    pub fn paginate(&self, path: String, query: Option<Vec<String>>, page_size: Option<u32>) -> NativePageStream {
+    pub fn paginate(&self, path: String, query: Option<Vec<String>>, page_size: Option<u32>) -> NativeRecordStream {
         let mut list = self.inner.paginate::<Value>(path).param_pairs(pairs(query));
         if let Some(size) = page_size {
             list = list.page_size(size);
         }
-        NativePageStream::new(list.raw_pages(), call_span(&self.logger))
+        NativeRecordStream::new(list.raw_records(), call_span(&self.logger))
     }
 
-    /// The pages of an export feed, as raw JSON with their `continueFrom`.
+    /// The records of an export feed, with its checkpoint.
     #[napi]
-    pub fn export(&self, path: String, since: Option<String>, query: Option<Vec<String>>) -> NativePageStream {
+    pub fn export(&self, path: String, since: Option<String>, query: Option<Vec<String>>) -> NativeRecordStream {
         let mut feed = self.inner.export::<Value>(path).since(since);
         for (k, v) in pairs(query) {
             feed = feed.param(k, v);
         }
-        NativePageStream::new(feed.raw_pages(), call_span(&self.logger))
+        NativeRecordStream::new(feed.raw_records(), call_span(&self.logger))
     }
 
     /// A report's data as named records; resolves with a JSON array's bytes.
