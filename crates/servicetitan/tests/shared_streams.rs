@@ -25,7 +25,7 @@ fn id(record: &Value) -> i64 {
 
 /// A pause between records, so that readers interleave: mostly a yield, now and then a sleep.
 async fn pause(n: usize) {
-    if n % 97 == 0 {
+    if n.is_multiple_of(97) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     } else {
         tokio::task::yield_now().await;
