@@ -406,18 +406,32 @@ class ExportFeed {
    * record taken is a record delivered), else null. Throws the error that ended the stream.
    */
   #take() {
-    const taken = callNative(() => this.#stream.take())
+    let taken
+    // Not through callNative: a closure per record is enough garbage to make V8 grow its young
+    // generation (the peak RSS of an export rose by a fifth).
+    try {
+      taken = this.#stream.take()
+    } catch (err) {
+      throw fromNative(err)
+    }
     if (typeof taken !== 'number') {
       // The first record of a new page: the page's body comes with it.
-      this.#page = JSON.parse(taken.toString('utf8')).data
-      return { value: this.#page[0], done: false }
+      this.#page = JSON.parse(taken).data
+      return this.#record(0)
     }
-    if (taken >= 0) return { value: this.#page[taken], done: false }
+    if (taken >= 0) return this.#record(taken)
     if (taken === native.TAKE_END) {
       this.#page = null
       return { value: undefined, done: true }
     }
     return null
+  }
+
+  #record(index) {
+    const value = this.#page[index]
+    // The page's last record: let the page be collected before the next one is parsed.
+    if (index === this.#page.length - 1) this.#page = null
+    return { value, done: false }
   }
 
   async #nextAfterFill() {

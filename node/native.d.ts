@@ -23,12 +23,12 @@ export declare class NativeClient {
 
 export declare class NativeRecordStream {
   /**
-   * Takes the next record if one is buffered: the body of its page (a JSON object whose
-   * `data` holds the records) when it is the first record of a page, else its index in that
-   * page's `data`; `TAKE_EMPTY` or `TAKE_END` otherwise. Throws the error that ended the
+   * Takes the next record if one is buffered: the body of its page as text (a JSON object
+   * whose `data` holds the records) when it is the first record of a page, else its index in
+   * that page's `data`; `TAKE_EMPTY` or `TAKE_END` otherwise. Throws the error that ended the
    * stream (to one caller; then `TAKE_END`).
    */
-  take(): number | Buffer
+  take(): number | string
   /**
    * Resolves once `take()` has something to return (a record, the error or the end). A fill
    * cancelled while a page is on its way leaves the page buffered.
