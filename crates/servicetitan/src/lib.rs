@@ -57,6 +57,9 @@ mod client;
 pub mod clock;
 pub mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limit;
 pub mod log;
 mod paging;
