@@ -47,6 +47,8 @@ class ConfigurationError extends ServiceTitanError {
   }
 }
 class DecodeError extends ServiceTitanError {}
+/** A webhook delivery failed verification (no signature, a wrong one, or a body that is not an event). */
+class WebhookVerificationError extends ServiceTitanError {}
 
 /** code -> class, in the order of DESIGN.md's table. */
 const CLASSES = {
@@ -61,6 +63,7 @@ const CLASSES = {
   connection: APIConnectionError,
   configuration: ConfigurationError,
   decode: DecodeError,
+  webhook: WebhookVerificationError,
 }
 for (const [code, cls] of Object.entries(CLASSES)) {
   // A static code, so that `new NotFoundError('…')` in a user's own test double is complete.
@@ -106,6 +109,7 @@ module.exports = {
   APIConnectionError,
   ConfigurationError,
   DecodeError,
+  WebhookVerificationError,
   ERROR_CLASSES: CLASSES,
   fromNative,
 }

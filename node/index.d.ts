@@ -333,6 +333,7 @@ export type ErrorCode =
   | 'connection'
   | 'configuration'
   | 'decode'
+  | 'webhook'
 
 /** Every failure of a call. Never carries a secret. */
 export declare class ServiceTitanError extends Error {
@@ -377,6 +378,8 @@ export declare class ConfigurationError extends ServiceTitanError {
 }
 /** A 2xx whose body is not the JSON promised. */
 export declare class DecodeError extends ServiceTitanError { static readonly code: 'decode' }
+/** A webhook delivery failed verification: no signature, one that does not match the body, or a body that is not an event. */
+export declare class WebhookVerificationError extends ServiceTitanError { static readonly code: 'webhook' }
 
 /** The version of the engine the addon was built from. */
 export declare function engineVersion(): string

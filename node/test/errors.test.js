@@ -17,6 +17,7 @@ const TABLE = [
   ['connection', 'APIConnectionError'],
   ['configuration', 'ConfigurationError'],
   ['decode', 'DecodeError'],
+  ['webhook', 'WebhookVerificationError'],
 ]
 
 test('every code of DESIGN.md has its class under ServiceTitanError', () => {

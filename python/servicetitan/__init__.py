@@ -29,6 +29,7 @@ from .errors import (
     RateLimitError,
     ServerError,
     ServiceTitanError,
+    WebhookVerificationError,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "ServerError",
     "ServiceTitanError",
     "Tenant",
+    "WebhookVerificationError",
     "__version__",
     "errors",
 ]

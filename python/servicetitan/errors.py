@@ -30,6 +30,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ServiceTitanError",
+    "WebhookVerificationError",
 ]
 
 
@@ -157,6 +158,14 @@ class DecodeError(ServiceTitanError):
     code = "decode"
 
 
+class WebhookVerificationError(ServiceTitanError):
+    """A webhook delivery failed verification: no signature header, a signature that does not
+    match the body (changed on the way, or signed with another key), or a signed body that is
+    not an event. The message says which; it never contains the key or the expected signature."""
+
+    code = "webhook"
+
+
 CLASSES_BY_CODE: Dict[str, Type[ServiceTitanError]] = {
     cls.code: cls
     for cls in (
@@ -171,5 +180,6 @@ CLASSES_BY_CODE: Dict[str, Type[ServiceTitanError]] = {
         APIConnectionError,
         ConfigurationError,
         DecodeError,
+        WebhookVerificationError,
     )
 }

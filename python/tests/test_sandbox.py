@@ -101,4 +101,5 @@ def test_errors_pickle_with_their_fields() -> None:
         "connection",
         "configuration",
         "decode",
+        "webhook",
     }

@@ -36,11 +36,14 @@ pub enum ErrorCode {
     Configuration,
     /// A 2xx whose body is not the JSON promised.
     Decode,
+    /// A webhook delivery that fails verification: no signature, a wrong one, or a signed body
+    /// that is not an event.
+    Webhook,
 }
 
 impl ErrorCode {
     /// Every code, in the order of DESIGN.md's table.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::Authentication,
         ErrorCode::PermissionDenied,
         ErrorCode::NotFound,
@@ -52,6 +55,7 @@ impl ErrorCode {
         ErrorCode::Connection,
         ErrorCode::Configuration,
         ErrorCode::Decode,
+        ErrorCode::Webhook,
     ];
 
     /// The code's stable name, e.g. `"rate_limited"`.
@@ -72,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Connection => "connection",
             ErrorCode::Configuration => "configuration",
             ErrorCode::Decode => "decode",
+            ErrorCode::Webhook => "webhook",
         }
     }
 }
@@ -324,7 +329,8 @@ mod tests {
                 "timeout",
                 "connection",
                 "configuration",
-                "decode"
+                "decode",
+                "webhook"
             ]
         );
     }

@@ -65,6 +65,7 @@ mod request;
 pub mod retry;
 mod route;
 mod tenant;
+pub mod webhooks;
 
 pub(crate) use client::Counters;
 
