@@ -24,6 +24,7 @@ mod server;
 mod stats;
 mod tokens;
 mod util;
+mod webhooks;
 
 pub use config::{LimitConfig, SandboxConfig, TenantConfig, WindowMode, DEMO_APP_KEY};
 pub use data::implemented_operations;
@@ -31,3 +32,4 @@ pub use faults::Fault;
 pub use limits::LimitStats;
 pub use server::{BackgroundSandbox, Sandbox, SandboxError};
 pub use stats::StatsSnapshot;
+pub use webhooks::{Delivery, DeliveryAttempt, WebhookSubscription};

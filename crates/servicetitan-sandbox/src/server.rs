@@ -31,6 +31,7 @@ use crate::limits::{LimitStats, WindowLimiter};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tokens::{TokenIssuer, TokenProblem};
 use crate::util::{mix, mix_all, now_unix_ms, parse_date_ms};
+use crate::webhooks::{Delivery, WebhookSubscription, Webhooks};
 use crate::{data, reports};
 
 /// Largest request body accepted (the service's own limit is not published).
@@ -69,6 +70,7 @@ pub(crate) struct State {
     tenant_limits: Mutex<HashMap<(String, i64), WindowLimiter>>,
     report_limits: Mutex<HashMap<(i64, i64), WindowLimiter>>,
     requests: AtomicU64,
+    webhooks: Arc<Webhooks>,
 }
 
 impl State {
@@ -139,6 +141,7 @@ impl Sandbox {
         let local: SocketAddr = listener.local_addr().map_err(|source| SandboxError::Bind { addr, source })?;
         let catalogue = Catalogue::embedded();
         let nonce = mix_all(&[now_unix_ms() as u64, std::process::id() as u64, local.port() as u64]);
+        let webhooks = Webhooks::new(config.clone(), nonce);
         let state = Arc::new(State {
             store: Store::new(catalogue, config.seed, config.records),
             tokens: TokenIssuer::new(config.seed, nonce),
@@ -150,6 +153,7 @@ impl Sandbox {
             tenant_limits: Mutex::new(HashMap::new()),
             report_limits: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
+            webhooks,
         });
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(serve(listener, state.clone(), rx));
@@ -208,6 +212,39 @@ impl Sandbox {
         self.state.tokens.revoke_all();
     }
 
+    /// Registers a webhook subscription, as `POST /__sandbox/webhooks` does; returns its id.
+    /// From then on the tenant's events (customers created or updated, events sent with
+    /// [`send_webhook_event`](Self::send_webhook_event)) are delivered to it, signed.
+    pub fn register_webhook(&self, subscription: WebhookSubscription) -> Result<u64, String> {
+        self.state.webhooks.register(subscription)
+    }
+
+    /// The subscriptions (keys masked).
+    pub fn webhook_subscriptions(&self) -> Value {
+        self.state.webhooks.subscriptions()
+    }
+
+    /// Removes every subscription; pending retries to them end.
+    pub fn clear_webhooks(&self) {
+        self.state.webhooks.clear()
+    }
+
+    /// Every delivery so far, with its attempts.
+    pub fn webhook_deliveries(&self) -> Vec<Delivery> {
+        self.state.webhooks.deliveries()
+    }
+
+    /// Sends an event again with the same id and body, as a replay from the developer portal
+    /// does; returns how many deliveries started.
+    pub fn replay_webhook(&self, event_id: &str) -> Result<usize, String> {
+        self.state.webhooks.replay(event_id)
+    }
+
+    /// Sends an event of `tenant` to its subscribers; returns the event id.
+    pub fn send_webhook_event(&self, tenant: i64, event_type: &str, data: Value) -> Result<String, String> {
+        send_event(&self.state, SendEvent { tenant, event_type: event_type.to_owned(), source: None, data })
+    }
+
     /// Stops accepting connections, ends open ones and waits for the server task.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -250,6 +287,7 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: oneshot::
             }
         }
     }
+    state.webhooks.stop();
     connections.shutdown().await;
 }
 
@@ -459,16 +497,18 @@ async fn api(
     if module == "reporting" {
         return reporting(state, method, tenant_id, rest, &pairs, &body);
     }
-    resources(state, method, &module, rest, &pairs, &body, route)
+    resources(state, method, tenant_id, &module, rest, &pairs, &body, route)
 }
 
 fn not_implemented(method: &Method, route: &str) -> Problem {
     Problem::not_found(format!("The sandbox does not implement {method} /{route}."))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn resources(
     state: &State,
     method: &Method,
+    tenant_id: i64,
     module: &str,
     rest: &[&str],
     pairs: &[(String, String)],
@@ -506,6 +546,7 @@ fn resources(
                 m.insert("locations".into(), json!([]));
                 m.insert("contacts".into(), json!([]));
             }
+            customer_event(state, tenant_id, "tn.crm.customer-created", &record);
             Ok(json_response(StatusCode::OK, &record))
         }
         (&Method::PATCH, Some(id), false) if customers => {
@@ -513,11 +554,19 @@ fn resources(
             let fields = validated_body(state, "PATCH", route, body)?;
             store
                 .update(resource, id, fields)
-                .map(|record| json_response(StatusCode::OK, &record))
+                .map(|record| {
+                    customer_event(state, tenant_id, "tn.crm.customer-updated", &record);
+                    json_response(StatusCode::OK, &record)
+                })
                 .ok_or_else(|| Problem::not_found(format!("{} with id {id} was not found.", singular(spec.path))))
         }
         _ => Err(not_implemented(method, route)),
     }
+}
+
+/// Tells the tenant's webhook subscribers about a created or updated customer.
+fn customer_event(state: &State, tenant_id: i64, event_type: &str, record: &Value) {
+    state.webhooks.emit(tenant_id, event_type, &format!("/tenant/{tenant_id}/crm/customers"), record.clone());
 }
 
 fn singular(path: &str) -> String {
@@ -744,6 +793,9 @@ fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Respo
             state.faults.clear();
             ok(json!({"cleared": true}))
         }
+        (_, webhooks) if webhooks == "webhooks" || webhooks.starts_with("webhooks/") => {
+            webhook_control(state, method, webhooks, body)
+        }
         (&Method::POST, "revoke-tokens") => {
             state.tokens.revoke_all();
             ok(json!({"revoked": true}))
@@ -760,6 +812,72 @@ fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Respo
         }
         _ => state.problem(Problem::not_found(format!("No control route {method} /__sandbox/{path}."))),
     }
+}
+
+/// `/__sandbox/webhooks…`: subscriptions, deliveries, replays and events sent on demand.
+fn webhook_control(state: &State, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
+    let bad = |field: &str, e: String| state.problem(Problem::bad_request(field, e));
+    match (method, path) {
+        (&Method::GET, "webhooks") => json_response(StatusCode::OK, &state.webhooks.subscriptions()),
+        (&Method::POST, "webhooks") => {
+            match serde_json::from_slice::<WebhookSubscription>(body).map_err(|e| e.to_string()) {
+                Ok(subscription) => match state.webhooks.register(subscription) {
+                    Ok(id) => json_response(StatusCode::CREATED, &json!({"id": id})),
+                    Err(e) => bad("subscription", e),
+                },
+                Err(e) => bad("subscription", e),
+            }
+        }
+        (&Method::DELETE, "webhooks") => {
+            state.webhooks.clear();
+            json_response(StatusCode::OK, &json!({"cleared": true}))
+        }
+        (&Method::GET, "webhooks/deliveries") => json_response(StatusCode::OK, &state.webhooks.deliveries()),
+        (&Method::POST, "webhooks/replay") => {
+            let event_id = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("event_id").and_then(Value::as_str).map(str::to_owned));
+            let Some(event_id) = event_id else {
+                return bad("event_id", "expected {\"event_id\": \"…\"}".into());
+            };
+            match state.webhooks.replay(&event_id) {
+                Ok(deliveries) => json_response(StatusCode::OK, &json!({"deliveries": deliveries})),
+                Err(e) => state.problem(Problem::not_found(e)),
+            }
+        }
+        (&Method::POST, "webhooks/events") => match serde_json::from_slice::<SendEvent>(body) {
+            Ok(event) => match send_event(state, event) {
+                Ok(id) => json_response(StatusCode::CREATED, &json!({"id": id})),
+                Err(e) => bad("event", e),
+            },
+            Err(e) => bad("event", e.to_string()),
+        },
+        _ => state.problem(Problem::not_found(format!("No control route {method} /__sandbox/{path}."))),
+    }
+}
+
+/// An event sent on demand (`POST /__sandbox/webhooks/events`), e.g. to test a receiver.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendEvent {
+    tenant: i64,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+fn send_event(state: &State, event: SendEvent) -> Result<String, String> {
+    if !state.config.tenants.iter().any(|t| t.id == event.tenant) {
+        return Err(format!("tenant: the sandbox has no tenant {}", event.tenant));
+    }
+    if event.event_type.trim().is_empty() {
+        return Err("type: expected an event type".into());
+    }
+    let source = event.source.unwrap_or_else(|| format!("/tenant/{}", event.tenant));
+    Ok(state.webhooks.emit(event.tenant, &event.event_type, &source, event.data))
 }
 
 /// Runs a sandbox on a thread of its own with its own runtime, for callers that have no tokio
@@ -831,6 +949,39 @@ impl BackgroundSandbox {
 
     pub fn revoke_tokens(&self) {
         self.state.tokens.revoke_all();
+    }
+
+    /// Registers a webhook subscription, as `POST /__sandbox/webhooks` does; returns its id.
+    /// From then on the tenant's events (customers created or updated, events sent with
+    /// [`send_webhook_event`](Self::send_webhook_event)) are delivered to it, signed.
+    pub fn register_webhook(&self, subscription: WebhookSubscription) -> Result<u64, String> {
+        self.state.webhooks.register(subscription)
+    }
+
+    /// The subscriptions (keys masked).
+    pub fn webhook_subscriptions(&self) -> Value {
+        self.state.webhooks.subscriptions()
+    }
+
+    /// Removes every subscription; pending retries to them end.
+    pub fn clear_webhooks(&self) {
+        self.state.webhooks.clear()
+    }
+
+    /// Every delivery so far, with its attempts.
+    pub fn webhook_deliveries(&self) -> Vec<Delivery> {
+        self.state.webhooks.deliveries()
+    }
+
+    /// Sends an event again with the same id and body, as a replay from the developer portal
+    /// does; returns how many deliveries started.
+    pub fn replay_webhook(&self, event_id: &str) -> Result<usize, String> {
+        self.state.webhooks.replay(event_id)
+    }
+
+    /// Sends an event of `tenant` to its subscribers; returns the event id.
+    pub fn send_webhook_event(&self, tenant: i64, event_type: &str, data: Value) -> Result<String, String> {
+        send_event(&self.state, SendEvent { tenant, event_type: event_type.to_owned(), source: None, data })
     }
 
     /// Stops the server and joins its thread.

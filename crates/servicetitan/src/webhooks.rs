@@ -842,7 +842,10 @@ mod tests {
             ("wrong key", verify(&body, header(&signature), other_key)),
             ("missing", verify(&body, [("Content-Type", "application/json")], KEY)),
             ("malformed", verify(&body, header("not-a-signature"), KEY)),
-            ("duplicate", verify(&body, [(DEFAULT_SIGNATURE_HEADER, &signature), ("x-servicetitan-signature", &signature)], KEY)),
+            (
+                "duplicate",
+                verify(&body, [(DEFAULT_SIGNATURE_HEADER, &signature), ("x-servicetitan-signature", &signature)], KEY),
+            ),
         ] {
             let e = result.expect_err(what);
             assert_eq!(e.code(), ErrorCode::Webhook, "{what}");
@@ -869,7 +872,10 @@ mod tests {
         let v = WebhookVerifier::new(KEY, custom).unwrap();
         v.verify(&body, [("x-sig", sign(&body, KEY))]).unwrap();
         assert!(v.verify(&body, header(&sign(&body, KEY))).is_err());
-        assert_eq!(WebhookSettings::default().signature_header("bad header").unwrap_err().code(), ErrorCode::Configuration);
+        assert_eq!(
+            WebhookSettings::default().signature_header("bad header").unwrap_err().code(),
+            ErrorCode::Configuration
+        );
 
         let plain = br#"{"hello": "world"}"#;
         let e = verify(plain, header(&sign(plain, KEY)), KEY).unwrap_err();
@@ -903,7 +909,7 @@ mod tests {
         let first = receiver.receive(&body, signed.clone()).await;
         assert_eq!((first.status, first.duplicate), (200, false));
         let event = first.event.unwrap();
-        assert_eq!(first.error.is_none(), true);
+        assert!(first.error.is_none());
         let again = receiver.receive(&body, signed.clone()).await;
         assert_eq!((again.status, again.duplicate, again.event.is_none()), (200, true, true));
         assert_eq!(again.response_body(), r#"{"status":"duplicate"}"#);

@@ -48,10 +48,9 @@ async fn workers_sharing_redis_hand_each_event_over_once() {
     let workers: Vec<WebhookReceiver> = (0..4).map(|_| receiver(&url, &prefix, Duration::from_secs(60))).collect();
     let (body, headers) = delivery("evt-shared");
     // The same delivery reaches every worker at once, twice over.
-    let receipts = futures::future::join_all(
-        workers.iter().chain(workers.iter()).map(|w| w.receive(&body, headers.clone())),
-    )
-    .await;
+    let receipts =
+        futures::future::join_all(workers.iter().chain(workers.iter()).map(|w| w.receive(&body, headers.clone())))
+            .await;
     assert!(receipts.iter().all(|r| r.status == 200), "{receipts:?}");
     assert_eq!(receipts.iter().filter(|r| r.event.is_some()).count(), 1, "{receipts:?}");
     assert_eq!(receipts.iter().filter(|r| r.duplicate).count(), 7);
