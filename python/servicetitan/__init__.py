@@ -14,7 +14,7 @@ Python face. Quick start against the bundled sandbox::
 
 from __future__ import annotations
 
-from . import errors
+from . import errors, webhooks
 from ._native import AsyncClient, AsyncRecords, AsyncTenant, Client, Records, Sandbox, Tenant, __version__
 from .errors import (
     APIConnectionError,
@@ -55,4 +55,5 @@ __all__ = [
     "WebhookVerificationError",
     "__version__",
     "errors",
+    "webhooks",
 ]

@@ -10,6 +10,7 @@ mod errors;
 mod logging;
 mod runtime;
 mod sandbox;
+mod webhooks;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -24,6 +25,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::AsyncRecords>()?;
     m.add_class::<client::Ready>()?;
     m.add_class::<sandbox::Sandbox>()?;
+    webhooks::register(m)?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     // A fresh runtime in the child of every os.fork() (multiprocessing's fork start method too).
     let kwargs = pyo3::types::PyDict::new(py);

@@ -611,7 +611,7 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// | how long events are remembered | [`dedupe_ttl`](Self::dedupe_ttl) | `ST_WEBHOOK_DEDUPE_TTL_SECS` | 24 h |
 /// | largest body | [`max_body_bytes`](Self::max_body_bytes) | `ST_WEBHOOK_MAX_BODY_BYTES` | 1 MiB |
 /// | shared deduplication | [`redis_url`](Self::redis_url), [`redis_key_prefix`](Self::redis_key_prefix) | `ST_REDIS_URL`, `ST_REDIS_KEY_PREFIX` | in process |
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct WebhookReceiverBuilder {
     key: Option<Secret>,
     signature_header: Option<String>,
