@@ -3,8 +3,10 @@
 // see are declared here, once.
 
 import type { ClientStats } from './native'
+import type { SandboxWebhookDelivery, SandboxWebhookSubscription } from './webhooks'
 
 export type { ClientStats }
+export * from './webhooks'
 
 /** Query parameters: arrays are sent comma-separated, dates as ISO 8601. */
 export type QueryParams = Record<string, string | number | boolean | Date | ReadonlyArray<string | number> | null | undefined>
@@ -239,6 +241,16 @@ export interface SandboxOptions {
   exportPageSize?: number
   /** Latency added to every API call, in ms (default 0). */
   latencyMs?: number
+  /** Multiplies the webhook retry delays (10, 30, 60, 300 s); 0.01 for quick tests (default 1). */
+  webhookTimeScale?: number
+  /** The retry delays in seconds (default `[10, 30, 60, 300]`). */
+  webhookRetryDelaysSecs?: number[]
+  /** Timeout of one delivery attempt, in ms (default 10 000). */
+  webhookTimeoutMs?: number
+  /** The signature header of deliveries (default `X-ServiceTitan-Signature`). */
+  webhookSignatureHeader?: string
+  /** `'hex'` (default) or `'base64'`. */
+  webhookSignatureEncoding?: 'hex' | 'base64'
 }
 
 export interface SandboxLimit {
@@ -308,6 +320,18 @@ export declare class Sandbox {
   addFault(fault: SandboxFault): void
   clearFaults(): void
   revokeTokens(): void
+  /**
+   * Subscribes `url` to a tenant's webhook events: creating or updating a customer then delivers
+   * a signed CloudEvent, retried after 10, 30, 60, 300 s times `webhookTimeScale`. Returns its id.
+   */
+  registerWebhook(subscription: SandboxWebhookSubscription): number
+  webhookSubscriptions(): Array<{ id: number; tenant: number; url: string; key: '***'; events: string[] }>
+  clearWebhooks(): void
+  webhookDeliveries(): SandboxWebhookDelivery[]
+  /** Sends an event again with the same id and body, as a portal replay does; returns the deliveries started. */
+  replayWebhook(eventId: string): number
+  /** Sends an event to a tenant's subscribers (default: the first tenant); returns its id. */
+  sendWebhookEvent(event: { type: string; data?: unknown; tenantId?: number }): string
   close(): Promise<void>
 }
 

@@ -5,6 +5,7 @@
 
 const native = require('./native.js')
 const errors = require('./errors.js')
+const webhooks = require('./webhooks.js')
 
 const { fromNative } = errors
 
@@ -578,6 +579,26 @@ class Sandbox {
     callNative(() => this.#native.revokeTokens())
   }
 
+  // Webhooks (see webhooks.js): subscriptions, deliveries with their attempts, replays.
+  registerWebhook(subscription) {
+    return webhooks.sandbox.register(this.#native, this.#config, subscription)
+  }
+  webhookSubscriptions() {
+    return webhooks.sandbox.subscriptions(this.#native)
+  }
+  clearWebhooks() {
+    callNative(() => this.#native.clearWebhooks())
+  }
+  webhookDeliveries() {
+    return webhooks.sandbox.deliveries(this.#native)
+  }
+  replayWebhook(eventId) {
+    return callNative(() => this.#native.replayWebhook(eventId))
+  }
+  sendWebhookEvent(event) {
+    return webhooks.sandbox.send(this.#native, this.#config, event)
+  }
+
   /** Stops the server. Closing twice is harmless. */
   async close() {
     await this.#native.close()
@@ -606,5 +627,10 @@ module.exports = {
   APIConnectionError: errors.APIConnectionError,
   ConfigurationError: errors.ConfigurationError,
   DecodeError: errors.DecodeError,
+  WebhookVerificationError: errors.WebhookVerificationError,
+  verifyWebhook: webhooks.verifyWebhook,
+  signWebhook: webhooks.signWebhook,
+  WebhookReceiver: webhooks.WebhookReceiver,
+  webhookHandler: webhooks.webhookHandler,
   engineVersion: native.engineVersion,
 }

@@ -840,4 +840,7 @@ module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.NativePageStream = nativeBinding.NativePageStream
 module.exports.NativeSandbox = nativeBinding.NativeSandbox
 module.exports.NativeTenant = nativeBinding.NativeTenant
+module.exports.NativeWebhookReceiver = nativeBinding.NativeWebhookReceiver
 module.exports.engineVersion = nativeBinding.engineVersion
+module.exports.signWebhook = nativeBinding.signWebhook
+module.exports.verifyWebhook = nativeBinding.verifyWebhook

@@ -10,6 +10,7 @@ mod error;
 mod logging;
 mod sandbox;
 mod stream;
+mod webhooks;
 
 use napi_derive::napi;
 
