@@ -1,6 +1,8 @@
 //! Webhooks: the engine's verifier and receiver for `node/webhooks.js`. Bodies cross as
 //! Buffers, headers as a flat `[name, value, …]` list, events as JSON text (parsed by the
 //! wrapper with `JSON.parse`).
+// napi registers the free functions only outside test builds.
+#![cfg_attr(test, allow(dead_code))]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,9 +63,8 @@ pub fn verify_webhook(
     key: String,
     options: Option<NativeVerifyOptions>,
 ) -> napi::Result<String> {
-    let verifier = settings(options.unwrap_or_default())
-        .and_then(|s| WebhookVerifier::new(key, s))
-        .map_err(|e| engine(&e))?;
+    let verifier =
+        settings(options.unwrap_or_default()).and_then(|s| WebhookVerifier::new(key, s)).map_err(|e| engine(&e))?;
     let event = verifier.verify(&body, header_pairs(headers)).map_err(|e| engine(&e))?;
     Ok(event_json(&event))
 }
