@@ -241,6 +241,8 @@ export interface SandboxOptions {
   exportPageSize?: number
   /** Latency added to every API call, in ms (default 0). */
   latencyMs?: number
+  /** How long an asynchronous report query takes, in ms: 0 (default) answers at once, more answers 202 with a token. */
+  reportQueryMs?: number
   /** Multiplies the webhook retry delays (10, 30, 60, 300 s); 0.01 for quick tests (default 1). */
   webhookTimeScale?: number
   /** The retry delays in seconds (default `[10, 30, 60, 300]`). */
@@ -302,6 +304,8 @@ export interface SandboxStats {
   faultsFired: number
   /** Requests per `'METHOD route-template'`, e.g. `'GET crm/v2/tenant/{tenant}/customers'`. */
   routes: Record<string, number>
+  /** Asynchronous report queries: answered 202, polls while pending and with data, cancelled. */
+  reportQueries: { started: number; pendingPolls: number; completedPolls: number; deleted: number }
 }
 
 /** A local ServiceTitan running inside this process. It never keeps the process alive. */

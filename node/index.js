@@ -553,6 +553,12 @@ class Sandbox {
       unauthorized: s.unauthorized,
       faultsFired: s.faults_fired,
       routes: s.routes,
+      reportQueries: {
+        started: s.report_queries.started,
+        pendingPolls: s.report_queries.pending_polls,
+        completedPolls: s.report_queries.completed_polls,
+        deleted: s.report_queries.deleted,
+      },
     }
   }
 

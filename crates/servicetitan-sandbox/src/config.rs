@@ -136,6 +136,9 @@ pub struct SandboxConfig {
     pub webhook_signature_header: String,
     /// `hex` or `base64`.
     pub webhook_signature_encoding: String,
+    /// How long an asynchronous report query (`POST …/data/query`) takes, in milliseconds: 0
+    /// answers with the data at once (200), more answers 202 with a token to poll.
+    pub report_query_ms: u64,
 }
 
 impl Default for SandboxConfig {
@@ -160,6 +163,7 @@ impl Default for SandboxConfig {
             webhook_timeout_ms: 10_000,
             webhook_signature_header: "X-ServiceTitan-Signature".to_string(),
             webhook_signature_encoding: "hex".to_string(),
+            report_query_ms: 0,
         }
     }
 }

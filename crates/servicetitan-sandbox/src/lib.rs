@@ -19,6 +19,7 @@ mod data;
 mod faults;
 mod http;
 mod limits;
+mod report_queries;
 mod reports;
 mod server;
 mod stats;
@@ -30,6 +31,7 @@ pub use config::{LimitConfig, SandboxConfig, TenantConfig, WindowMode, DEMO_APP_
 pub use data::implemented_operations;
 pub use faults::Fault;
 pub use limits::LimitStats;
+pub use report_queries::ReportQueryStats;
 pub use server::{BackgroundSandbox, Sandbox, SandboxError};
 pub use stats::StatsSnapshot;
 pub use webhooks::{Delivery, DeliveryAttempt, WebhookSubscription};

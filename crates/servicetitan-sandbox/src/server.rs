@@ -28,6 +28,7 @@ use crate::http::{
     bool_param, int_param, json_response, oauth_error, page_envelope, param, query_pairs, Body, Problem,
 };
 use crate::limits::{LimitStats, WindowLimiter};
+use crate::report_queries::{Poll, ReportQueries};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tokens::{TokenIssuer, TokenProblem};
 use crate::util::{mix, mix_all, now_unix_ms, parse_date_ms};
@@ -71,6 +72,7 @@ pub(crate) struct State {
     report_limits: Mutex<HashMap<(i64, i64), WindowLimiter>>,
     requests: AtomicU64,
     webhooks: Arc<Webhooks>,
+    report_queries: Arc<ReportQueries>,
 }
 
 impl State {
@@ -94,11 +96,12 @@ impl State {
         for ((tenant, report), limiter) in self.report_limits.lock().unwrap().iter() {
             reports.entry(format!("{tenant}/{report}")).or_default().merge(&limiter.stats);
         }
-        self.stats.snapshot(tenants, reports)
+        self.stats.snapshot(tenants, reports, self.report_queries.stats())
     }
 
     fn reset_stats(&self) {
         self.stats.reset();
+        self.report_queries.reset_stats();
         for limiter in self.tenant_limits.lock().unwrap().values_mut() {
             limiter.stats = LimitStats::default();
         }
@@ -154,6 +157,7 @@ impl Sandbox {
             report_limits: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
             webhooks,
+            report_queries: Arc::new(ReportQueries::new(nonce)),
         });
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(serve(listener, state.clone(), rx));
@@ -729,43 +733,108 @@ fn reporting(
         }
         (&Method::POST, ["report-category", category, "reports", id, "data"]) => {
             let report = report_of(category, id)?;
-            let page = int_param(pairs, "page", 1, 1..=i64::from(i32::MAX))?;
-            let page_size = int_param(pairs, "pageSize", 1000, 1..=25_000)?;
-            let include_total = bool_param(pairs, "includeTotal")?;
-            let request: Value = serde_json::from_slice(body)
-                .map_err(|e| Problem::bad_request("body", format!("The request body is not valid JSON: {e}.")))?;
-            reports::validate_parameters(report, &request).map_err(|errors| {
-                Problem::new(StatusCode::BAD_REQUEST, "One or more validation errors occurred.").with_errors(errors)
-            })?;
-            {
-                let mut limits = state.report_limits.lock().unwrap();
-                let limiter = limits
-                    .entry((tenant_id, report.id))
-                    .or_insert_with(|| WindowLimiter::new(state.config.report_limit.clone(), state.origin));
-                limiter.try_admit(Instant::now()).map_err(Problem::too_many_requests)?;
+            let shape = page_shape(pairs, None)?;
+            admit_report_run(state, tenant_id, report, body)?;
+            Ok(json_response(StatusCode::OK, &report_page(state, report, shape)))
+        }
+        (&Method::POST, ["report-category", category, "reports", id, "data", "query"]) => {
+            let report = report_of(category, id)?;
+            let shape = page_shape(pairs, None)?;
+            let request = admit_report_run(state, tenant_id, report, body)?;
+            if state.config.report_query_ms == 0 {
+                return Ok(json_response(StatusCode::OK, &report_page(state, report, shape)));
             }
-            let total = state.config.report_rows;
-            let start = (page as u64 - 1).saturating_mul(page_size as u64);
-            let end = (start + page_size as u64).min(total);
-            let rows: Vec<Value> =
-                (start..end.max(start)).map(|i| reports::row(report, state.config.seed, i)).collect();
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({
-                    "page": page,
-                    "pageSize": page_size,
-                    "hasMore": end < total,
-                    "totalCount": include_total.then_some(total),
-                    "fields": report.fields.iter().map(|f| json!({"name": f.name, "label": f.label})).collect::<Vec<_>>(),
-                    "data": rows,
-                }),
-            ))
+            let takes = Duration::from_millis(state.config.report_query_ms);
+            let token = state.report_queries.start(tenant_id, report, shape, takes);
+            if request.get("notifyWhenReady") == Some(&Value::Bool(true)) {
+                notify_when_ready(state, tenant_id, report, &token, takes);
+            }
+            Ok(json_response(StatusCode::ACCEPTED, &json!({"status": "Pending", "token": token})))
+        }
+        (&Method::GET, ["data-queries", token]) => state.report_queries.poll(tenant_id, token, |poll| match poll {
+            Poll::Missing => Err(Problem::not_found(format!("Data query '{token}' was not found."))),
+            Poll::Deleted => Err(Problem::not_found(format!("Data query '{token}' was cancelled."))),
+            Poll::Pending => Ok(json_response(StatusCode::ACCEPTED, &json!({"status": "Running", "token": token}))),
+            Poll::Ready(query) => {
+                let shape = page_shape(pairs, Some((query.page, query.page_size, query.include_total)))?;
+                Ok(json_response(StatusCode::OK, &report_page(state, query.report, shape)))
+            }
+        }),
+        (&Method::DELETE, ["data-queries", token]) => {
+            if state.report_queries.delete(tenant_id, token) {
+                let mut response = Response::new(Body::new(Bytes::new()));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            } else {
+                Err(Problem::not_found(format!("Data query '{token}' was not found.")))
+            }
         }
         _ => Err(Problem::not_found(format!(
             "The sandbox does not implement {method} /reporting/v2/tenant/{tenant_id}/{}.",
             rest.join("/")
         ))),
     }
+}
+
+/// `page`, `pageSize` (default 1000, at most 25 000) and `includeTotal` of a report data call;
+/// `defaults` are a query's own, for polls that name none.
+fn page_shape(pairs: &[(String, String)], defaults: Option<(i64, i64, bool)>) -> Result<(i64, i64, bool), Problem> {
+    let (page, size, total) = defaults.unwrap_or((1, 1000, false));
+    let page = int_param(pairs, "page", page, 1..=i64::from(i32::MAX))?;
+    let page_size = int_param(pairs, "pageSize", size, 1..=25_000)?;
+    let include_total = if param(pairs, "includeTotal").is_some() { bool_param(pairs, "includeTotal")? } else { total };
+    Ok((page, page_size, include_total))
+}
+
+/// Checks a run's parameters and takes a slot of the report's limit; returns the request body.
+fn admit_report_run(
+    state: &State,
+    tenant_id: i64,
+    report: &'static reports::Report,
+    body: &[u8],
+) -> Result<Value, Problem> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::bad_request("body", format!("The request body is not valid JSON: {e}.")))?;
+    reports::validate_parameters(report, &request).map_err(|errors| {
+        Problem::new(StatusCode::BAD_REQUEST, "One or more validation errors occurred.").with_errors(errors)
+    })?;
+    let mut limits = state.report_limits.lock().unwrap();
+    let limiter = limits
+        .entry((tenant_id, report.id))
+        .or_insert_with(|| WindowLimiter::new(state.config.report_limit.clone(), state.origin));
+    limiter.try_admit(Instant::now()).map_err(Problem::too_many_requests)?;
+    Ok(request)
+}
+
+/// One page of a report's data: positional rows and their fields.
+fn report_page(state: &State, report: &reports::Report, (page, page_size, include_total): (i64, i64, bool)) -> Value {
+    let total = state.config.report_rows;
+    let start = (page as u64 - 1).saturating_mul(page_size as u64);
+    let end = (start + page_size as u64).min(total);
+    let rows: Vec<Value> = (start..end.max(start)).map(|i| reports::row(report, state.config.seed, i)).collect();
+    json!({
+        "page": page,
+        "pageSize": page_size,
+        "hasMore": end < total,
+        "totalCount": include_total.then_some(total),
+        "fields": report.fields.iter().map(|f| json!({"name": f.name, "label": f.label})).collect::<Vec<_>>(),
+        "data": rows,
+    })
+}
+
+/// Sends `tn.rpr.report-data-ready` to the tenant's subscribers when the query is ready, unless
+/// it was cancelled first.
+fn notify_when_ready(state: &State, tenant_id: i64, report: &reports::Report, token: &str, takes: Duration) {
+    let webhooks = state.webhooks.clone();
+    let token = token.to_owned();
+    let data = json!({"token": token, "reportId": report.id, "reportCategory": report.category});
+    let queries = state.report_queries.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(takes).await;
+        if queries.live(&token) {
+            webhooks.emit(tenant_id, "tn.rpr.report-data-ready", &format!("/tenant/{tenant_id}/reporting"), data);
+        }
+    });
 }
 
 fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Response<Body> {

@@ -239,3 +239,59 @@ async fn bad_subscriptions_are_refused_with_the_field_at_fault() {
     let (status, _) = control(&h, reqwest::Method::POST, "webhooks/replay", Some(json!({"event_id": "nope"}))).await;
     assert_eq!(status, 404);
 }
+
+async fn start_query(h: &Harness, token: &str, path: &str, params: &Value) -> String {
+    let r = h.call(reqwest::Method::POST, path, token, Some(params)).await;
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_asynchronous_report_is_polled_cancelled_and_announced_when_ready() {
+    let h = Harness::start(SandboxConfig { report_query_ms: 300, ..SandboxConfig::default() }).await;
+    let (addr, received) = receiver(200).await;
+    h.sandbox
+        .register_webhook(servicetitan_sandbox::WebhookSubscription {
+            tenant: 1001,
+            url: format!("http://{addr}/"),
+            key: KEY.into(),
+            events: vec!["tn.rpr.report-data-ready".into()],
+        })
+        .unwrap();
+    let token = h.token(1001).await;
+    let query = "reporting/v2/tenant/1001/report-category/operations/reports/175/data/query?pageSize=1000";
+    let params = json!({"parameters": [{"name": "From", "value": "2026-01-01"}], "notifyWhenReady": true});
+    let kept = start_query(&h, &token, query, &params).await;
+    let cancelled = start_query(&h, &token, query, &params).await;
+    let poll = |q: &str| format!("reporting/v2/tenant/1001/data-queries/{q}");
+    let r = h.call(reqwest::Method::GET, &poll(&kept), &token, None).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["token"], kept.as_str());
+    assert_eq!(h.call(reqwest::Method::DELETE, &poll(&cancelled), &token, None).await.status(), 204);
+    assert_eq!(h.call(reqwest::Method::GET, &poll(&cancelled), &token, None).await.status(), 404);
+    // Another tenant cannot see the query.
+    let other = h.token(1002).await;
+    let elsewhere = poll(&kept).replace("/1001/", "/1002/");
+    assert_eq!(h.call(reqwest::Method::GET, &elsewhere, &other, None).await.status(), 404);
+
+    wait_until("the ready event arrived", || !received.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events: Vec<Value> =
+        received.lock().unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    assert_eq!(events.len(), 1, "only the query that was not cancelled: {events:?}");
+    assert_eq!(events[0]["type"], "tn.rpr.report-data-ready");
+    assert_eq!(events[0]["data"]["token"], kept.as_str());
+    assert_eq!(events[0]["data"]["reportId"], 175);
+
+    let r = h.call(reqwest::Method::GET, &poll(&kept), &token, None).await;
+    assert_eq!(r.status(), 200);
+    let page: Value = r.json().await.unwrap();
+    assert_eq!((page["data"].as_array().unwrap().len(), page["hasMore"].as_bool()), (1000, Some(true)));
+    let r = h.call(reqwest::Method::GET, &format!("{}?page=3", poll(&kept)), &token, None).await;
+    let last: Value = r.json().await.unwrap();
+    assert_eq!((last["data"].as_array().unwrap().len(), last["hasMore"].as_bool()), (500, Some(false)));
+    let stats = h.sandbox.stats();
+    assert_eq!(stats["report_queries"]["started"], 2);
+    assert_eq!(stats["report_queries"]["deleted"], 1);
+    assert_eq!(stats["reports"]["1001/175"]["admitted"], 2, "one report slot per query, none per poll");
+}
