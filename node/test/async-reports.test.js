@@ -1,10 +1,10 @@
 'use strict'
 // Asynchronous reports: a query that takes time is polled to its end; an aborted call leaves no
-// query running on the sandbox.
+// query running on the sandbox. And parameters given by the names of a dynamic value set.
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const { Client, Sandbox } = require('servicetitan')
+const { Client, Sandbox, BadRequestError } = require('servicetitan')
 const { clientOptions } = require('./helpers.js')
 
 const CREDENTIALS = { clientId: 'cid.sandbox.1001', clientSecret: 'cs1.sandbox-secret-1001' }
@@ -42,4 +42,18 @@ test('an aborted report is deleted on the sandbox', async (t) => {
   await assert.rejects(run, { name: 'AbortError' })
   await waitUntil('the query was deleted', () => sandbox.stats().reportQueries.deleted === 1)
   assert.equal(sandbox.stats().reportQueries.started, 1)
+})
+
+test('report parameters take names from a dynamic value set, looked up once', async (t) => {
+  const sandbox = new Sandbox({ rateLimit: false, reportLimit: false })
+  t.after(() => sandbox.close())
+  const tenant = new Client(clientOptions(sandbox)).tenant(1001, CREDENTIALS)
+  const named = { From: '2026-01-01', BusinessUnitIds: ['Plumbing', 'hvac'] }
+  assert.equal((await tenant.report('operations', 175, { parameters: named })).length, 2500)
+  assert.equal((await tenant.report('operations', 175, { parameters: named })).length, 2500)
+  assert.equal(sandbox.stats().routes['GET reporting/v2/tenant/{tenant}/dynamic-value-sets/{dynamicSetId}'], 1)
+  await assert.rejects(
+    tenant.report('operations', 175, { parameters: { From: '2026-01-01', BusinessUnitIds: ['Roofing'] } }),
+    (err) => err instanceof BadRequestError && /neither a value nor a name/.test(err.message),
+  )
 })

@@ -1,5 +1,5 @@
 """Asynchronous reports: a query that takes time is polled to its end; a cancelled call leaves
-no query running on the sandbox."""
+no query running on the sandbox. And parameters given by the names of a dynamic value set."""
 
 from __future__ import annotations
 
@@ -44,3 +44,15 @@ async def test_a_cancelled_report_is_deleted_on_the_sandbox() -> None:
             assert time.monotonic() < deadline, f"the query was not deleted: {queries(sandbox)}"
             await asyncio.sleep(0.02)
         assert queries(sandbox)["started"] == 1
+
+
+def test_report_parameters_take_names_from_a_dynamic_value_set() -> None:
+    with st.Sandbox(rate_limit={"enabled": False}, report_limit={"enabled": False}) as sandbox:
+        tenant = sandbox.client().tenant(**sandbox.credentials(1001))
+        params = {"From": "2026-01-01", "BusinessUnitIds": ["Plumbing", "hvac"]}
+        assert len(tenant.report("operations", 175, parameters=params)) == 2500
+        assert len(tenant.report("operations", 175, parameters=params)) == 2500
+        routes = sandbox.stats()["routes"]
+        assert routes["GET reporting/v2/tenant/{tenant}/dynamic-value-sets/{dynamicSetId}"] == 1
+        with pytest.raises(st.BadRequestError, match="neither a value nor a name"):
+            tenant.report("operations", 175, parameters={"From": "2026-01-01", "BusinessUnitIds": ["Roofing"]})

@@ -751,6 +751,20 @@ fn reporting(
             }
             Ok(json_response(StatusCode::ACCEPTED, &json!({"status": "Pending", "token": token})))
         }
+        (&Method::GET, ["dynamic-value-sets", id]) => {
+            let rows = reports::dynamic_set(id)
+                .ok_or_else(|| Problem::not_found(format!("Dynamic value set '{id}' was not found.")))?;
+            let page = int_param(pairs, "page", 1, 1..=i64::from(i32::MAX))?;
+            let page_size = int_param(pairs, "pageSize", 50, 1..=5000)?;
+            let include_total = bool_param(pairs, "includeTotal")?;
+            let total = rows.len();
+            let start = ((page - 1) * page_size) as usize;
+            let data: Vec<Value> = rows.into_iter().skip(start).take(page_size as usize).collect();
+            let has_more = start + data.len() < total;
+            let mut body = page_envelope(page, page_size, has_more, include_total.then_some(total as u64), data);
+            body["fields"] = reports::dynamic_set_fields();
+            Ok(json_response(StatusCode::OK, &body))
+        }
         (&Method::GET, ["data-queries", token]) => state.report_queries.poll(tenant_id, token, |poll| match poll {
             Poll::Missing => Err(Problem::not_found(format!("Data query '{token}' was not found."))),
             Poll::Deleted => Err(Problem::not_found(format!("Data query '{token}' was cancelled."))),

@@ -55,6 +55,7 @@ pub mod auth;
 mod client;
 pub mod clock;
 pub mod config;
+mod dynamic_sets;
 mod error;
 pub mod limit;
 pub mod log;

@@ -229,7 +229,9 @@ pub struct ReportQuery {
 }
 
 impl ReportQuery {
-    /// Sets a parameter (replacing one of the same name).
+    /// Sets a parameter (replacing one of the same name). A parameter whose values come from a
+    /// dynamic value set also takes names (`"Plumbing"` for business unit 1), looked up when the
+    /// parameters are checked (unless [`skip_validation`](Self::skip_validation)).
     pub fn parameter(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         let name = name.into();
         self.parameters.retain(|(n, _)| n != &name);
@@ -300,12 +302,16 @@ impl ReportQuery {
             let (query, run) = (query.clone(), run.clone());
             Box::pin(async move {
                 let Cursor::Page(page) = cursor else { unreachable!("reports are paged by number") };
+                let mut run = run.lock().await;
                 if page == 1 && query.validate {
                     let meta = query.tenant.report_metadata(&query.category, query.report_id).await?;
-                    validate_parameters(&query.category, &meta, &query.parameters)?;
+                    let parameters =
+                        crate::dynamic_sets::resolve_names(&query.tenant, &meta, &query.parameters).await?;
+                    validate_parameters(&query.category, &meta, &parameters)?;
+                    run.query = Some(Arc::new(ReportQuery { parameters, ..(*query).clone() }));
                 }
-                let mut run = run.lock().await;
-                let report_page = query.fetch_page(page, &mut run).await?;
+                let effective = run.query.clone().unwrap_or_else(|| query.clone());
+                let report_page = effective.fetch_page(page, &mut run).await?;
                 let (shaped, more) = shape(report_page);
                 if !more {
                     // Read to the end: nothing left to cancel.
@@ -477,6 +483,8 @@ fn pending_token(value: &Value) -> Option<String> {
 struct Run {
     mode: Mode,
     deadline: Option<Instant>,
+    /// The query with parameter names resolved to values.
+    query: Option<Arc<ReportQuery>>,
 }
 
 #[derive(Default)]

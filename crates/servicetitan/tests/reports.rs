@@ -77,3 +77,43 @@ async fn bad_report_parameters_are_refused_before_the_report_runs() {
     assert!(!stats["routes"].as_object().unwrap().keys().any(ran), "a report ran: {stats}");
     assert!(stats["reports"].as_object().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_from_a_dynamic_value_set_take_names_looked_up_once() {
+    let sandbox = start(unlimited()).await;
+    let client = builder(&sandbox).build().unwrap();
+    let t = tenant(&client, &sandbox, 0);
+    for _ in 0..2 {
+        let records = t
+            .report("operations", 175)
+            .parameter("From", "2026-01-01")
+            .parameter("BusinessUnitIds", json!(["plumbing", "HVAC", 3]))
+            .records()
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 2500);
+    }
+    let set = "GET reporting/v2/tenant/{tenant}/dynamic-value-sets/{dynamicSetId}";
+    assert_eq!(route_count(&sandbox, set), 1, "fetched once, then cached: {}", sandbox.stats());
+
+    let e = t
+        .report("operations", 175)
+        .parameter("From", "2026-01-01")
+        .parameter("BusinessUnitIds", json!(["Roofing"]))
+        .records()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadRequest);
+    assert!(e.message().contains("\"Roofing\" is neither a value nor a name"), "{e}");
+    assert!(e.message().contains("Plumbing, HVAC"), "{e}");
+    // Without validation, names are sent as given, and the server refuses them.
+    let raw = t
+        .report("operations", 175)
+        .parameter("From", "2026-01-01")
+        .parameter("BusinessUnitIds", json!(["Plumbing"]))
+        .skip_validation()
+        .records()
+        .await
+        .unwrap_err();
+    assert_eq!(raw.status(), Some(400));
+}
