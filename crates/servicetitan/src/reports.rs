@@ -3,8 +3,8 @@
 //! A run first asks the asynchronous endpoint (`POST …/data/query`): a server that answers at
 //! once gives the data, one that answers 202 gives a token, polled (`GET data-queries/{token}`)
 //! with backoff within the call's deadline, its pages read from the same token, and cancelled
-//! (`DELETE`) if the caller gives up first. A server without the endpoint (404 or 405) gets the
-//! synchronous `POST …/data` instead. Either way a run takes one slot of the per-report limiter.
+//! (`DELETE`) if the caller gives up first. A server that refuses it (400, 404, 405, 501) gets
+//! the synchronous `POST …/data` instead. Either way a run takes one slot of the per-report limiter.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -401,8 +401,10 @@ impl ReportQuery {
             }
         };
         match started {
-            Err(e) if run.mode == Mode::Unknown && matches!(e.status(), Some(404 | 405)) => {
-                tracing::debug!(error = %e, "no asynchronous report endpoint; using the synchronous one");
+            // The asynchronous endpoint is not offered, or not in the form sent (it is not in the
+            // published specs): the synchronous call says whether the run itself is at fault.
+            Err(e) if run.mode == Mode::Unknown && matches!(e.status(), Some(400 | 404 | 405 | 501)) => {
+                tracing::debug!(error = %e, "the asynchronous report endpoint refused the run; using the synchronous one");
                 run.mode = Mode::Sync;
                 // The slot of this run was taken by the refused call.
                 page_from(self.post("data", page, false).await?)
