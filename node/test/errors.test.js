@@ -19,6 +19,7 @@ const TABLE = [
   ['decode', 'DecodeError'],
   ['redirect', 'RedirectError'],
   ['internal', 'InternalError'],
+  ['webhook', 'WebhookVerificationError'],
 ]
 
 test('every code of DESIGN.md has its class under ServiceTitanError', () => {

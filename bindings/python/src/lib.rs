@@ -14,6 +14,7 @@ mod runtime;
 mod sandbox;
 mod stream;
 mod values;
+mod webhooks;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -28,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::AsyncRecords>()?;
     m.add_class::<stream::Ready>()?;
     m.add_class::<sandbox::Sandbox>()?;
+    webhooks::register(m)?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(panics::_panic_for_test, m)?)?;
     // A fresh runtime in the child of every os.fork() (multiprocessing's fork start method too).

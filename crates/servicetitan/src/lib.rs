@@ -56,6 +56,7 @@ mod body;
 mod client;
 pub mod clock;
 pub mod config;
+mod dynamic_sets;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -72,6 +73,7 @@ pub mod retry;
 mod route;
 mod sync;
 mod tenant;
+pub mod webhooks;
 
 pub(crate) use client::Counters;
 
