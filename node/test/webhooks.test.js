@@ -112,7 +112,13 @@ test('bad keys and arguments are configuration errors', () => {
   assert.throws(() => verifyWebhook(42, {}, KEY), st.ConfigurationError)
   assert.throws(() => verifyWebhook(eventBody(), [['only-a-name']], KEY), /headers\[0\]/)
   assert.throws(() => new WebhookReceiver({ key: KEY, encoding: 'rot13' }), /signature_encoding|encoding/)
-  assert.throws(() => webhookHandler({ key: KEY }), /onEvent must be a function/)
+  assert.throws(() => webhookHandler({ key: KEY }), (err) => {
+    assert.ok(err instanceof st.ConfigurationError, String(err))
+    assert.match(err.message, /invalid onEvent: expected a function/)
+    return true
+  })
+  assert.throws(() => webhookHandler(null), st.ConfigurationError)
+  assert.throws(() => new WebhookReceiver('not options'), st.ConfigurationError)
 })
 
 // -------------------------------------------------------------------------------------------
