@@ -10,8 +10,11 @@
 //! repeat across modules (every module has its own `ApiErrorResponse`).
 
 mod examples;
+mod generate;
 mod routing;
 mod validation;
+
+pub use generate::{FieldKind, Shape};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -186,6 +189,17 @@ impl Catalogue {
             .iter()
             .map(|&index| &self.operations[index])
             .find(|op| op.method.eq_ignore_ascii_case(method))
+    }
+
+    /// The index in [`operations`](Self::operations) of the operation with exactly this method
+    /// and path template.
+    pub fn operation_index(&self, method: &str, template: &str) -> Option<usize> {
+        let template = template.strip_prefix('/').unwrap_or(template);
+        self.by_template
+            .get(template)?
+            .iter()
+            .copied()
+            .find(|&index| self.operations[index].method.eq_ignore_ascii_case(method))
     }
 
     /// Module names (`accounting`, `crm`, ... `timesheets`), sorted.

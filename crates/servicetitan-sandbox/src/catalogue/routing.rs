@@ -42,6 +42,12 @@ impl Catalogue {
     /// trailing `/` are ignored. Where a literal segment and a `{param}` segment both match,
     /// the literal wins (`customers/custom-fields` is not customer "custom-fields").
     pub fn find(&self, method: &str, concrete_path: &str) -> Option<&Operation> {
+        self.find_index(method, concrete_path).map(|index| &self.operations[index])
+    }
+
+    /// Like [`find`](Self::find), but the operation's index in [`operations`](Self::operations),
+    /// for callers that keep something per operation.
+    pub fn find_index(&self, method: &str, concrete_path: &str) -> Option<usize> {
         let end = concrete_path.find(['?', '#']).unwrap_or(concrete_path.len());
         let path = &concrete_path[..end];
         let path = path.strip_prefix('/').unwrap_or(path);
@@ -51,7 +57,7 @@ impl Catalogue {
             return None;
         }
         let (_, root) = self.routes.iter().find(|(m, _)| m.eq_ignore_ascii_case(method))?;
-        root.lookup(path.split('/')).map(|index| &self.operations[index])
+        root.lookup(path.split('/'))
     }
 }
 
