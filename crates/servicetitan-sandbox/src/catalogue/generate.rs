@@ -129,7 +129,7 @@ impl Catalogue {
 impl Shape {
     /// The instance for `seed`: the same seed always gives the same value.
     pub fn render(&self, seed: u64) -> Value {
-        self.0.render(seed)
+        self.0.render(seed, seed)
     }
 
     /// What the top-level property `name` holds, if this is an object shape that has it.
@@ -181,7 +181,9 @@ impl Node {
         }
     }
 
-    fn render(&self, h: u64) -> Value {
+    /// `h` is this value's hash, `group` the enclosing object's: names, e-mail addresses and
+    /// the parts of an address take the group's, so that they belong together.
+    fn render(&self, h: u64, group: u64) -> Value {
         match self {
             Node::Fixed(value) => value.clone(),
             Node::Bool => Value::Bool(h & 1 == 1),
@@ -201,30 +203,35 @@ impl Node {
                     Value::from(n)
                 }
             }
-            Node::Text { kind, min, max } => Value::String(fit(text(*kind, h), *min, *max)),
+            Node::Text { kind, min, max } => Value::String(fit(text(*kind, h, group), *min, *max)),
             Node::Enum(values) => values[(h % values.len() as u64) as usize].clone(),
             Node::Nullable(inner) => {
                 if mix(h ^ 0x6E75_6C6C).is_multiple_of(NULL_ONE_IN) {
                     Value::Null
                 } else {
-                    inner.render(h)
+                    inner.render(h, group)
                 }
             }
             Node::Array { item, min, max } => {
                 let n = min + (mix(h) % (max - min + 1) as u64) as usize;
-                (0..n).map(|i| item.render(mix(h ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)))).collect()
+                (0..n)
+                    .map(|i| {
+                        let h = mix(h ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                        item.render(h, h)
+                    })
+                    .collect()
             }
             Node::Object { fields, entry } => {
                 let mut out = Map::new();
                 for field in fields {
-                    out.insert(field.name.clone(), field.node.render(mix(h ^ field.salt)));
+                    out.insert(field.name.clone(), field.node.render(mix(h ^ field.salt), h));
                 }
                 if let Some(entry) = entry {
-                    out.insert(format!("{}{}", pick(WORDS, h).to_lowercase(), h % 10), entry.render(mix(h ^ 0xE27)));
+                    out.insert(format!("{}{}", pick(WORDS, h).to_lowercase(), h % 10), entry.render(mix(h ^ 0xE27), h));
                 }
                 Value::Object(out)
             }
-            Node::AnyOf(alternatives) => alternatives[(h % alternatives.len() as u64) as usize].render(mix(h)),
+            Node::AnyOf(alternatives) => alternatives[(h % alternatives.len() as u64) as usize].render(mix(h), group),
         }
     }
 }
@@ -426,9 +433,10 @@ fn text_kind(format: &str, name: &str) -> Text {
     }
 }
 
-fn text(kind: Text, h: u64) -> String {
-    let first = pick(FIRST, h >> 3);
-    let last = pick(LAST, h >> 11);
+fn text(kind: Text, h: u64, group: u64) -> String {
+    let first = pick(FIRST, group >> 3);
+    let last = pick(LAST, group >> 11);
+    let (city, state, zip) = pick(CITIES, group >> 17);
     match kind {
         Text::DateTime => format_rfc3339_ms(DATES_FROM_MS + ((h % DATES_SPAN_SECS) * 1000) as i64),
         Text::Date => format_rfc3339_ms(DATES_FROM_MS + ((h % DATES_SPAN_SECS) * 1000) as i64)[..10].to_owned(),
@@ -445,18 +453,18 @@ fn text(kind: Text, h: u64) -> String {
             )
         }
         Text::Duration => format!("{:02}:{:02}:00", h % 9, (h >> 8) % 4 * 15),
-        Text::Email => format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), h % 100),
+        Text::Email => format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), group % 100),
         Text::Phone => format!("555-01{:02}-{:04}", h % 100, (h >> 7) % 10_000),
         Text::Url => format!("https://example.com/{}/{}", pick(WORDS, h).to_lowercase(), h % 10_000),
         Text::PersonName => format!("{first} {last}"),
         Text::FirstName => first.to_owned(),
         Text::LastName => last.to_owned(),
         Text::Street => format!("{} {}", 100 + h % 9900, pick(STREETS, h >> 21)),
-        Text::City => pick(CITIES, h >> 17).0.to_owned(),
-        Text::State => pick(CITIES, h >> 17).1.to_owned(),
-        Text::Zip => format!("{}{:02}", pick(CITIES, h >> 17).2, h % 100),
+        Text::City => city.to_owned(),
+        Text::State => state.to_owned(),
+        Text::Zip => format!("{zip}{:02}", group % 100),
         Text::Country => "USA".to_owned(),
-        Text::Sentence => format!("{} visit for {first} {last}", pick(WORDS, h >> 5)),
+        Text::Sentence => format!("{} visit for {} {}", pick(WORDS, h >> 5), pick(FIRST, h >> 3), pick(LAST, h >> 11)),
         Text::Code => format!("{}-{}", &pick(WORDS, h >> 5)[..3].to_uppercase(), 1000 + h % 9000),
         Text::Word => format!("{} {}", pick(WORDS, h >> 5), 1 + h % 999),
     }
@@ -568,6 +576,9 @@ mod tests {
         let one = shape.render(7);
         // Optional properties are filled near the top, and strings look like data.
         assert!(one["address"]["city"].as_str().is_some_and(|s| !s.is_empty()), "{one}");
+        // The parts of one address belong together.
+        let city = CITIES.iter().find(|c| c.0 == one["address"]["city"]).unwrap();
+        assert_eq!(one["address"]["state"], city.1, "{one}");
         assert_eq!(shape.field("id"), Some(FieldKind::Integer));
         assert_eq!(shape.field("createdOn"), Some(FieldKind::DateTime));
         assert_eq!(shape.field("nope"), None);
