@@ -1,7 +1,8 @@
-//! A local ServiceTitan: the OAuth token endpoint, the tenant API for a core set of resources
+//! A local ServiceTitan: the OAuth token endpoint and every operation of the official specs,
+//! with the real service's rate limits, error shapes and paging, plus fault injection and a
+//! stats endpoint so that tests can assert what reached the server. A core set of resources
 //! (customers, locations, jobs, invoices, employees, technicians, business units) and the
-//! reporting API, with the real service's rate limits, error shapes and paging, plus fault
-//! injection and a stats endpoint so that tests can assert what reached the server.
+//! reporting API have hand-written routes; every other operation answers from the catalogue.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), servicetitan_sandbox::SandboxError> {
@@ -21,6 +22,7 @@ mod http;
 mod limits;
 mod report_queries;
 mod reports;
+mod responder;
 mod server;
 mod stats;
 mod tokens;

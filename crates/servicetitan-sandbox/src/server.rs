@@ -29,6 +29,7 @@ use crate::http::{
 };
 use crate::limits::{LimitStats, WindowLimiter};
 use crate::report_queries::{Poll, ReportQueries};
+use crate::responder::{violations_problem, Call, Responder};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tokens::{TokenIssuer, TokenProblem};
 use crate::util::{mix, mix_all, now_unix_ms, parse_date_ms};
@@ -73,6 +74,7 @@ pub(crate) struct State {
     requests: AtomicU64,
     webhooks: Arc<Webhooks>,
     report_queries: Arc<ReportQueries>,
+    responder: Responder,
 }
 
 impl State {
@@ -147,6 +149,7 @@ impl Sandbox {
         let webhooks = Webhooks::new(config.clone(), nonce);
         let state = Arc::new(State {
             store: Store::new(catalogue, config.seed, config.records),
+            responder: Responder::new(catalogue, &config),
             tokens: TokenIssuer::new(config.seed, nonce),
             catalogue,
             config,
@@ -496,12 +499,32 @@ async fn api(
 
     let pairs = query_pairs(req.uri().query())?;
     let rest = &segments[4..];
-    let needs_body = matches!(*method, Method::POST | Method::PATCH | Method::PUT);
+    // One DELETE documents a body too.
+    let needs_body = !matches!(*method, Method::GET | Method::HEAD);
     let body = if needs_body { read_body(req).await? } else { Bytes::new() };
     if module == "reporting" {
         return reporting(state, method, tenant_id, rest, &pairs, &body);
     }
-    resources(state, method, tenant_id, &module, rest, &pairs, &body, route)
+    match state.catalogue.find_index(method.as_str(), path) {
+        Some(index) if state.responder.serves(index) => {
+            let call = Call { method, path, pairs: &pairs, body: &body };
+            state.responder.answer(&state.store, index, &call)
+        }
+        Some(_) => resources(state, method, tenant_id, &module, rest, &pairs, &body, route),
+        None => {
+            let allowed: Vec<&str> = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .into_iter()
+                .filter(|other| state.catalogue.find_index(other, path).is_some())
+                .collect();
+            if allowed.is_empty() {
+                return resources(state, method, tenant_id, &module, rest, &pairs, &body, route);
+            }
+            Err(Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on /{route}: it takes {}.", allowed.join(", ")),
+            ))
+        }
+    }
 }
 
 fn not_implemented(method: &Method, route: &str) -> Problem {
@@ -545,7 +568,7 @@ fn resources(
         }
         (&Method::POST, None, false) if customers => {
             let fields = validated_body(state, "POST", route, body)?;
-            let mut record = store.create(resource, fields);
+            let mut record = store.create(resource, fitting_fields(state, resource, fields, false));
             if let Value::Object(m) = &mut record {
                 m.insert("locations".into(), json!([]));
                 m.insert("contacts".into(), json!([]));
@@ -557,7 +580,7 @@ fn resources(
             let id = parse_id(id)?;
             let fields = validated_body(state, "PATCH", route, body)?;
             store
-                .update(resource, id, fields)
+                .update(resource, id, fitting_fields(state, resource, fields, true))
                 .map(|record| {
                     customer_event(state, tenant_id, "tn.crm.customer-updated", &record);
                     json_response(StatusCode::OK, &record)
@@ -588,19 +611,47 @@ fn validated_body(state: &State, method: &str, route: &str, body: &[u8]) -> Resu
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request("body", format!("The request body is not valid JSON: {e}.")))?;
     if let Some(schema) = state.catalogue.operation(method, route).and_then(|op| op.body.as_ref()) {
-        if let Err(violations) = state.catalogue.validate(schema, &value) {
-            let mut problem = Problem::new(StatusCode::BAD_REQUEST, "One or more validation errors occurred.");
-            for v in violations {
-                let (field, message) = v.split_once(": ").unwrap_or(("body", v.as_str()));
-                problem = problem.field(field.trim_start_matches("$.").trim_start_matches('$'), message.to_string());
-            }
-            return Err(problem);
-        }
+        state.catalogue.validate(schema, &value).map_err(violations_problem)?;
     }
     match value {
         Value::Object(m) => Ok(m),
         _ => Err(Problem::bad_request("body", "The request body must be a JSON object.")),
     }
+}
+
+/// The fields of a write that fit the record the store shows: the store lays them over its
+/// records as they are, so a value that the request schema allows but the record schema does
+/// not (a null, a request-only shape) is left out. With `merge` (PATCH), a nested object may
+/// name only some of its fields, and keeps those that fit.
+fn fitting_fields(state: &State, resource: usize, fields: Map<String, Value>, merge: bool) -> Map<String, Value> {
+    let catalogue = state.catalogue;
+    let route = &state.store.resources[resource].list_route;
+    let Some(schema) = catalogue.operation("GET", route).and_then(|op| op.responses.get("200")) else {
+        return fields;
+    };
+    let page = catalogue.resolve(schema);
+    let record = page.pointer("/properties/data/items").map_or(page, |s| catalogue.resolve(s));
+    let Some(properties) = record.get("properties").and_then(Value::as_object) else {
+        return fields;
+    };
+    let fits = |schema: &Value, value: &Value| catalogue.validate(schema, value).is_ok();
+    fields
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let property = properties.get(&key)?;
+            if fits(property, &value) {
+                return Some((key, value));
+            }
+            let nested = catalogue.resolve(property).get("properties").and_then(Value::as_object)?;
+            match value {
+                Value::Object(inner) if merge => {
+                    let kept = inner.into_iter().filter(|(k, v)| nested.get(k).is_some_and(|p| fits(p, v))).collect();
+                    Some((key, Value::Object(kept)))
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn list(state: &State, resource: usize, pairs: &[(String, String)]) -> Result<Response<Body>, Problem> {
@@ -859,6 +910,10 @@ fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Respo
             state.reset_stats();
             ok(json!({"reset": true}))
         }
+        (&Method::GET, file) if file.starts_with("files/") => state
+            .responder
+            .file(&file["files/".len()..])
+            .unwrap_or_else(|| state.problem(Problem::not_found(format!("No file /__sandbox/{file}.")))),
         (&Method::GET, "faults") => json_response(StatusCode::OK, &state.faults.list()),
         (&Method::POST, "faults") => {
             match serde_json::from_slice::<Fault>(body).map_err(|e| e.to_string()).and_then(|f| {

@@ -14,7 +14,9 @@ impl Harness {
     pub async fn start(config: SandboxConfig) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let sandbox = Sandbox::start(config).await.expect("sandbox starts");
-        Harness { sandbox, http: Client::new() }
+        // Redirects are answers to check, not to follow (download operations answer 302).
+        let http = Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+        Harness { sandbox, http }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -58,5 +60,20 @@ impl Harness {
         let body: Value = r.json().await.expect("JSON body");
         assert_eq!(status, 200, "GET {path}: {body}");
         body
+    }
+}
+
+impl Harness {
+    /// A call with raw body bytes sent as JSON, for bodies that are not valid JSON.
+    pub async fn call_raw(&self, method: Method, path: &str, token: &str, body: &'static str) -> Response {
+        self.http
+            .request(method, self.url(path))
+            .header("ST-App-Key", self.sandbox.app_key())
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the sandbox")
     }
 }
