@@ -53,6 +53,7 @@
 
 pub mod auth;
 mod body;
+mod classify;
 mod client;
 pub mod clock;
 pub mod config;

@@ -63,7 +63,7 @@ scenarios!(
     report_limit_waits_instead_of_429,
     typed_errors_with_server_detail,
     authentication_errors_name_the_environment,
-    unknown_app_key_is_an_authentication_error_after_one_resend,
+    unknown_app_key_fails_at_once_naming_the_app_key,
     bad_input_refused_before_any_request,
     secrets_absent_from_text_and_logs,
 );
