@@ -4,8 +4,8 @@
 //! |---|---|---|---|
 //! | app key | [`ClientBuilder::app_key`] | `ST_APP_KEY` | required |
 //! | environment | [`ClientBuilder::environment`] | `ST_ENVIRONMENT` (`production`, `integration`) | `production` |
-//! | auth base URL | [`ClientBuilder::auth_url`] | `ST_AUTH_URL` | the environment's |
-//! | API base URL | [`ClientBuilder::api_url`] | `ST_API_URL` | the environment's |
+//! | auth base URL (with the API's, instead of an environment) | [`ClientBuilder::auth_url`] | `ST_AUTH_URL` | the environment's |
+//! | API base URL (with the auth one, instead of an environment) | [`ClientBuilder::api_url`] | `ST_API_URL` | the environment's |
 //! | calls per tenant per period | [`ClientBuilder::rate_limit`] | `ST_RATE_LIMIT_PER_SECOND` (0 = off), `ST_RATE_LIMIT_PERIOD_MS` | 60 per 1000 ms |
 //! | jitter margin added to each window | [`ClientBuilder::rate_limit_margin`] | `ST_RATE_LIMIT_MARGIN_MS` | 100 ms |
 //! | runs of one report per tenant per period | [`ClientBuilder::report_rate_limit`] | `ST_REPORT_RATE_LIMIT_PER_MINUTE` (0 = off), `ST_REPORT_RATE_LIMIT_PERIOD_SECS` | 5 per 60 s |
@@ -25,6 +25,11 @@
 //! | this host's time in the Lua limiter, not Redis `TIME` | [`ClientBuilder::redis_client_time`] | `ST_REDIS_CLIENT_TIME` (`1`) | off |
 //!
 //! Tenant credentials (see [`TenantCredentials::resolve`]): `ST_TENANT_ID`, `ST_CLIENT_ID`, `ST_CLIENT_SECRET`.
+//!
+//! An environment and custom URLs are never mixed: an environment given together with
+//! `auth_url`/`api_url` (both as arguments, or both as environment variables) is a
+//! `configuration` error. An argument beats a variable of the other kind: an `environment`
+//! argument ignores `ST_AUTH_URL`/`ST_API_URL`, URL arguments ignore `ST_ENVIRONMENT`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -405,7 +410,8 @@ impl ClientBuilder {
     }
 
     /// The environment. Env: `ST_ENVIRONMENT`. Default: production, or custom when
-    /// `auth_url`/`api_url` are given.
+    /// `auth_url`/`api_url` are given. Not together with `auth_url`/`api_url`: that is a
+    /// `configuration` error at [`build`](Self::build).
     pub fn environment(mut self, environment: Environment) -> Self {
         self.environment = Some(environment);
         self
@@ -787,58 +793,61 @@ impl ClientBuilder {
         Ok(Some(settings.client_time(client_time)))
     }
 
+    /// The environment: a known one by name, or a custom one from both URLs, never both.
+    ///
+    /// Arguments win over environment variables: an `environment` argument ignores
+    /// `ST_AUTH_URL`/`ST_API_URL`, URL arguments ignore `ST_ENVIRONMENT`. Given together at
+    /// the same level (both as arguments, or both as variables), a name and URLs are refused:
+    /// one would silently override the other.
     fn resolve_environment(&self, env: &EnvLookup) -> Result<Environment> {
-        // Arguments win over environment variables, setting by setting; URLs make a custom
-        // environment (the sandbox), a name picks a known one.
-        let explicit = match (&self.environment, &self.environment_name) {
+        let named = match (&self.environment, &self.environment_name) {
             (Some(e), _) => Some(e.clone()),
             (None, Some(name)) => Some(Environment::parse_named(name, "environment")?),
             (None, None) => None,
         };
-        let from_args = (self.auth_url.clone(), self.api_url.clone());
-        let urls = match (explicit.is_some(), from_args) {
-            (_, (Some(a), Some(b))) => Some((a, b)),
-            (_, (Some(_), None)) => {
-                return Err(Error::configuration(
+        let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        if named.is_some() || self.auth_url.is_some() || self.api_url.is_some() {
+            return match (named, self.auth_url.clone(), self.api_url.clone()) {
+                (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(mixed("environment", "auth_url and api_url")),
+                (Some(e), None, None) => Ok(e),
+                (None, Some(auth_url), Some(api_url)) => Ok(Environment::Custom { auth_url, api_url }),
+                (None, Some(_), None) => Err(Error::configuration(
                     "api_url",
                     "auth_url was given without api_url: a custom environment needs both",
-                ))
-            }
-            (_, (None, Some(_))) => {
-                return Err(Error::configuration(
+                )),
+                (None, None, _) => Err(Error::configuration(
                     "auth_url",
                     "api_url was given without auth_url: a custom environment needs both",
-                ))
-            }
-            (true, (None, None)) => None,
-            (false, (None, None)) => match (env("ST_AUTH_URL"), env("ST_API_URL")) {
-                (Some(a), Some(b)) => Some((a, b)),
-                (Some(_), None) => {
-                    return Err(Error::configuration(
-                        "ST_API_URL",
-                        "ST_AUTH_URL is set but ST_API_URL is not: a custom environment needs both",
-                    ))
-                }
-                (None, Some(_)) => {
-                    return Err(Error::configuration(
-                        "ST_AUTH_URL",
-                        "ST_API_URL is set but ST_AUTH_URL is not: a custom environment needs both",
-                    ))
-                }
-                (None, None) => None,
-            },
-        };
-        if let Some((auth_url, api_url)) = urls {
-            return Ok(Environment::Custom { auth_url, api_url });
+                )),
+            };
         }
-        if let Some(e) = explicit {
-            return Ok(e);
-        }
-        match env("ST_ENVIRONMENT") {
-            Some(name) if !name.trim().is_empty() => Environment::parse_named(&name, "ST_ENVIRONMENT"),
-            _ => Ok(Environment::Production),
+        let name = given(env("ST_ENVIRONMENT"));
+        match (name, given(env("ST_AUTH_URL")), given(env("ST_API_URL"))) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(mixed("ST_ENVIRONMENT", "ST_AUTH_URL and ST_API_URL")),
+            (Some(name), None, None) => Environment::parse_named(&name, "ST_ENVIRONMENT"),
+            (None, Some(auth_url), Some(api_url)) => Ok(Environment::Custom { auth_url, api_url }),
+            (None, Some(_), None) => Err(Error::configuration(
+                "ST_API_URL",
+                "ST_AUTH_URL is set but ST_API_URL is not: a custom environment needs both",
+            )),
+            (None, None, Some(_)) => Err(Error::configuration(
+                "ST_AUTH_URL",
+                "ST_API_URL is set but ST_AUTH_URL is not: a custom environment needs both",
+            )),
+            (None, None, None) => Ok(Environment::Production),
         }
     }
+}
+
+/// The error for a known environment and custom URLs given together.
+fn mixed(environment: &str, urls: &str) -> Error {
+    Error::configuration(
+        environment,
+        format!(
+            "{environment} was given together with {urls}: name a known environment (production, \
+             integration) or give {urls} for a custom one (such as the sandbox), not both"
+        ),
+    )
 }
 
 fn parse_base_url(raw: &str, argument: &str) -> Result<Url> {

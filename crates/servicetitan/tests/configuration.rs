@@ -106,6 +106,37 @@ fn settings_come_from_arguments_then_environment_variables_then_defaults() {
     assert!(!format!("{off:?}").contains("ak1.x"), "the app key is redacted");
 }
 
+#[test]
+fn a_known_environment_and_custom_urls_are_never_mixed() {
+    let none = || Client::builder().app_key("ak1.x").env_lookup(|_| None);
+    let (auth, api) = ("https://auth.example.com", "https://api.example.com");
+    // Both as arguments: refused, whichever way the environment is named.
+    for e in [
+        none().environment(Environment::Integration).auth_url(auth).api_url(api).build(),
+        none().environment_name("production").auth_url(auth).api_url(api).build(),
+        none().environment_name("integration").api_url(api).build(),
+    ] {
+        let e = e.expect_err("a name and URLs together");
+        assert_eq!((e.code(), e.argument()), (ErrorCode::Configuration, Some("environment")), "{e}");
+        assert!(e.to_string().contains("not both") && e.to_string().contains("auth_url"), "{e}");
+    }
+    // An unknown name is reported as such first.
+    refused(none().environment_name("staging").auth_url(auth).api_url(api).build(), "environment");
+    // Both as environment variables: refused too.
+    let vars =
+        env(&[("ST_APP_KEY", "ak1.x"), ("ST_ENVIRONMENT", "integration"), ("ST_AUTH_URL", auth), ("ST_API_URL", api)]);
+    refused(Client::builder().env_lookup(vars).build(), "ST_ENVIRONMENT");
+    // An argument beats an environment variable, whichever kind each is.
+    let vars = env(&[("ST_AUTH_URL", auth), ("ST_API_URL", api)]);
+    let client = none().env_lookup(vars).environment(Environment::Integration).build().unwrap();
+    assert_eq!(client.config().environment(), &Environment::Integration);
+    let client = none().env_lookup(env(&[("ST_ENVIRONMENT", "integration")])).auth_url(auth).api_url(api).build();
+    assert_eq!(client.unwrap().config().api_url(), api);
+    // A custom environment given whole is not a mix.
+    let custom = Environment::Custom { auth_url: auth.into(), api_url: api.into() };
+    assert_eq!(none().environment(custom.clone()).build().unwrap().config().environment(), &custom);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_and_tenant_from_environment_variables_reach_the_sandbox() {
     let sandbox = start(unlimited()).await;
