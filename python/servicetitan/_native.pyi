@@ -16,6 +16,7 @@ __all__ = [
     "__version__",
     "_after_fork_in_child",
     "_at_exit",
+    "_panic_for_test",
 ]
 __version__: str
 
@@ -348,4 +349,9 @@ class Sandbox:
     def __exit__(self, *_exc: object) -> bool: ...
 
 def _after_fork_in_child() -> None: ...
+def _panic_for_test(boundary: str) -> Any:
+    """Panics on purpose at one boundary (``"wait"``, ``"asyncio"``, ``"into_python"``,
+    ``"convert"``), for the test suite: each must raise ``InternalError`` (an awaitable does,
+    when awaited) and leave the client usable."""
+
 def _at_exit() -> None: ...

@@ -7,12 +7,13 @@ use std::time::Duration;
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
-use pyo3::BoundObject;
-use servicetitan::{Bytes, ClientBuilder, Method, PageStream, RawPage, RequestBuilder, TenantCredentials};
+use servicetitan::{ClientBuilder, Method, PageStream, RawPage, RequestBuilder, TenantCredentials};
 
-use crate::convert::{json_to_py, page_data_to_py, params_to_pairs, py_to_value, value_to_py};
+use crate::args;
+use crate::convert::{json_to_py, page_data_to_py, AsJson, Body, Call, Outcome, Rows};
 use crate::errors::{configuration_error, to_py};
 use crate::runtime::{to_asyncio, wait, ForkLeaked, PerProcess};
+use crate::values::{json_body, params_to_pairs};
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -131,7 +132,7 @@ impl ClientCore {
     fn new(py: Python<'_>, settings: Settings) -> PyResult<Arc<Self>> {
         let builder = settings.builder()?;
         // Building reads environment variables and certificate files: no GIL needed.
-        let engine = py.detach(|| builder.clone().build()).map_err(to_py)?;
+        let engine = crate::panics::catch(|| py.detach(|| builder.clone().build()).map_err(to_py))?;
         Ok(Arc::new(ClientCore { builder, engine: PerProcess::new(engine) }))
     }
 
@@ -145,9 +146,11 @@ impl ClientCore {
         client_id: Option<String>,
         client_secret: Option<String>,
     ) -> PyResult<Arc<TenantCore>> {
-        let credentials = TenantCredentials::resolve(tenant_id, client_id, client_secret).map_err(to_py)?;
-        let engine = self.engine()?.tenant(credentials.clone());
-        Ok(Arc::new(TenantCore { client: self.clone(), credentials, engine: PerProcess::new(engine) }))
+        crate::panics::catch(|| {
+            let credentials = TenantCredentials::resolve(tenant_id, client_id, client_secret).map_err(to_py)?;
+            let engine = self.engine()?.tenant(credentials.clone());
+            Ok(Arc::new(TenantCore { client: self.clone(), credentials, engine: PerProcess::new(engine) }))
+        })
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -197,10 +200,11 @@ impl TenantCore {
         json: Option<&Bound<'_, PyAny>>,
         safe_to_retry: bool,
         timeout: Option<f64>,
-    ) -> PyResult<RequestBuilder> {
+    ) -> PyResult<(RequestBuilder, Call)> {
+        let call = (method.as_str().to_owned(), path.clone());
         let mut request = self.engine()?.request(method, path).query_pairs(params_to_pairs(params)?);
         if let Some(json) = json {
-            request = request.json_value(Some(py_to_value(json)?));
+            request = request.json_value(Some(json_body(json)?));
         }
         if safe_to_retry {
             request = request.safe_to_retry();
@@ -208,7 +212,7 @@ impl TenantCore {
         if let Some(t) = timeout {
             request = request.timeout(seconds("timeout", t)?);
         }
-        Ok(request)
+        Ok((request, call))
     }
 
     fn paginate(
@@ -244,82 +248,10 @@ impl TenantCore {
         parameters: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<servicetitan::ReportQuery> {
         let mut query = self.engine()?.report(category, report_id);
-        if let Some(parameters) = parameters.filter(|p| !p.is_none()) {
-            let dict = parameters.cast::<PyDict>().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err("parameters: expected a dict of report parameters")
-            })?;
-            for (k, v) in dict.iter() {
-                query = query.parameter(k.extract::<String>()?, py_to_value(&v)?);
-            }
+        for (name, value) in crate::values::report_parameters(parameters)? {
+            query = query.parameter(name, value);
         }
         Ok(query)
-    }
-}
-
-/// A response body, decoded into Python objects once the GIL is held.
-struct Body(Bytes);
-
-impl<'py> IntoPyObject<'py> for Body {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_to_py(py, &self.0)
-    }
-}
-
-/// An engine result crossing back into Python: the error, too, is converted only with the GIL
-/// held (on pyo3-async-runtimes' blocking thread), never on a runtime worker.
-struct Outcome<T>(servicetitan::Result<T>);
-
-impl<'py, T: IntoPyObject<'py>> IntoPyObject<'py> for Outcome<T>
-where
-    PyErr: From<T::Error>,
-{
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self.0 {
-            Ok(v) => Ok(v.into_pyobject(py)?.into_any().into_bound()),
-            Err(e) => Err(to_py(e)),
-        }
-    }
-}
-
-/// Report rows (named records) as a list of dicts.
-struct Rows(Vec<servicetitan::Record>);
-
-impl<'py> IntoPyObject<'py> for Rows {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let rows = self
-            .0
-            .into_iter()
-            .map(|record| value_to_py(py, &serde_json::Value::Object(record)))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, rows)
-    }
-}
-
-/// An engine value crossing as plain Python objects (dicts keyed by its camelCase serde names),
-/// converted once the GIL is held.
-struct AsJson<T>(T);
-
-impl<'py, T: serde::Serialize> IntoPyObject<'py> for AsJson<T> {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let value = serde_json::to_value(&self.0)
-            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("result does not serialize: {e}")))?;
-        value_to_py(py, &value)
     }
 }
 
@@ -348,23 +280,23 @@ impl Client {
         environment: Option<String>,
         auth_url: Option<String>,
         api_url: Option<String>,
-        rate_limit_calls: Option<u32>,
-        rate_limit_period: Option<f64>,
-        rate_limit_margin: Option<f64>,
-        report_rate_limit_calls: Option<u32>,
-        report_rate_limit_period: Option<f64>,
-        max_attempts: Option<u32>,
-        backoff_base: Option<f64>,
-        backoff_max: Option<f64>,
-        timeout: Option<f64>,
-        connect_timeout: Option<f64>,
-        attempt_timeout: Option<f64>,
-        max_retry_after: Option<f64>,
+        #[pyo3(from_py_with = args::rate_limit_calls)] rate_limit_calls: Option<u32>,
+        #[pyo3(from_py_with = args::rate_limit_period)] rate_limit_period: Option<f64>,
+        #[pyo3(from_py_with = args::rate_limit_margin)] rate_limit_margin: Option<f64>,
+        #[pyo3(from_py_with = args::report_rate_limit_calls)] report_rate_limit_calls: Option<u32>,
+        #[pyo3(from_py_with = args::report_rate_limit_period)] report_rate_limit_period: Option<f64>,
+        #[pyo3(from_py_with = args::max_attempts)] max_attempts: Option<u32>,
+        #[pyo3(from_py_with = args::backoff_base)] backoff_base: Option<f64>,
+        #[pyo3(from_py_with = args::backoff_max)] backoff_max: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::connect_timeout)] connect_timeout: Option<f64>,
+        #[pyo3(from_py_with = args::attempt_timeout)] attempt_timeout: Option<f64>,
+        #[pyo3(from_py_with = args::max_retry_after)] max_retry_after: Option<f64>,
         ca_certificates: Option<Vec<String>>,
         redis_url: Option<String>,
         redis_key_prefix: Option<String>,
         redis_token_key: Option<String>,
-        redis_fallback_share: Option<f64>,
+        #[pyo3(from_py_with = args::redis_fallback_share)] redis_fallback_share: Option<f64>,
     ) -> PyResult<Self> {
         let settings = Settings {
             app_key,
@@ -404,7 +336,7 @@ impl Client {
     #[pyo3(signature = (tenant_id=None, *, client_id=None, client_secret=None))]
     fn tenant(
         &self,
-        tenant_id: Option<i64>,
+        #[pyo3(from_py_with = args::tenant_id)] tenant_id: Option<i64>,
         client_id: Option<String>,
         client_secret: Option<String>,
     ) -> PyResult<Tenant> {
@@ -430,9 +362,10 @@ pub(crate) struct Tenant {
 }
 
 /// Sends a call, blocking with the GIL released, and decodes the answer.
-fn send(py: Python<'_>, request: PyResult<RequestBuilder>) -> PyResult<Bound<'_, PyAny>> {
-    let body = wait(py, request?.send_bytes())?.map_err(to_py)?;
-    json_to_py(py, &body)
+fn send(py: Python<'_>, request: PyResult<(RequestBuilder, Call)>) -> PyResult<Bound<'_, PyAny>> {
+    let (request, call) = request?;
+    let body = wait(py, request.send_bytes())?.map_err(to_py)?;
+    json_to_py(py, &body, &call)
 }
 
 #[pymethods]
@@ -450,7 +383,7 @@ impl Tenant {
         py: Python<'py>,
         path: String,
         params: Option<&Bound<'py, PyAny>>,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send(py, self.core.request(Method::GET, path, params, None, false, timeout))
     }
@@ -465,7 +398,7 @@ impl Tenant {
         params: Option<&Bound<'py, PyAny>>,
         json: Option<&Bound<'py, PyAny>>,
         safe_to_retry: bool,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send(py, self.core.request(Method::POST, path, params, json, safe_to_retry, timeout))
     }
@@ -478,7 +411,7 @@ impl Tenant {
         path: String,
         params: Option<&Bound<'py, PyAny>>,
         json: Option<&Bound<'py, PyAny>>,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send(py, self.core.request(Method::PUT, path, params, json, false, timeout))
     }
@@ -492,7 +425,7 @@ impl Tenant {
         params: Option<&Bound<'py, PyAny>>,
         json: Option<&Bound<'py, PyAny>>,
         safe_to_retry: bool,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send(py, self.core.request(Method::PATCH, path, params, json, safe_to_retry, timeout))
     }
@@ -504,7 +437,7 @@ impl Tenant {
         py: Python<'py>,
         path: String,
         params: Option<&Bound<'py, PyAny>>,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send(py, self.core.request(Method::DELETE, path, params, None, false, timeout))
     }
@@ -512,7 +445,12 @@ impl Tenant {
     /// Every record of a page-based list, page after page (the next page is fetched while this
     /// one is consumed).
     #[pyo3(signature = (path, *, params=None, page_size=None))]
-    fn paginate(&self, path: String, params: Option<&Bound<'_, PyAny>>, page_size: Option<u32>) -> PyResult<Records> {
+    fn paginate(
+        &self,
+        path: String,
+        params: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = args::page_size)] page_size: Option<u32>,
+    ) -> PyResult<Records> {
         Ok(Records::new(self.core.paginate(path, params, page_size)?, None))
     }
 
@@ -536,7 +474,7 @@ impl Tenant {
         &self,
         py: Python<'py>,
         category: String,
-        report_id: i64,
+        #[pyo3(from_py_with = args::report_id)] report_id: i64,
         parameters: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let query = self.core.report(category, report_id, parameters)?;
@@ -560,7 +498,12 @@ impl Tenant {
 
     /// A report's description as a dict: ``id``, ``name``, ``description``, ``parameters`` and
     /// ``fields``.
-    fn report_metadata<'py>(&self, py: Python<'py>, category: String, report_id: i64) -> PyResult<Bound<'py, PyAny>> {
+    fn report_metadata<'py>(
+        &self,
+        py: Python<'py>,
+        category: String,
+        #[pyo3(from_py_with = args::report_id)] report_id: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let tenant = self.core.engine()?;
         let metadata = wait(py, tenant.report_metadata(&category, report_id))?.map_err(to_py)?;
         AsJson(metadata).into_pyobject(py)
@@ -697,23 +640,23 @@ impl AsyncClient {
         environment: Option<String>,
         auth_url: Option<String>,
         api_url: Option<String>,
-        rate_limit_calls: Option<u32>,
-        rate_limit_period: Option<f64>,
-        rate_limit_margin: Option<f64>,
-        report_rate_limit_calls: Option<u32>,
-        report_rate_limit_period: Option<f64>,
-        max_attempts: Option<u32>,
-        backoff_base: Option<f64>,
-        backoff_max: Option<f64>,
-        timeout: Option<f64>,
-        connect_timeout: Option<f64>,
-        attempt_timeout: Option<f64>,
-        max_retry_after: Option<f64>,
+        #[pyo3(from_py_with = args::rate_limit_calls)] rate_limit_calls: Option<u32>,
+        #[pyo3(from_py_with = args::rate_limit_period)] rate_limit_period: Option<f64>,
+        #[pyo3(from_py_with = args::rate_limit_margin)] rate_limit_margin: Option<f64>,
+        #[pyo3(from_py_with = args::report_rate_limit_calls)] report_rate_limit_calls: Option<u32>,
+        #[pyo3(from_py_with = args::report_rate_limit_period)] report_rate_limit_period: Option<f64>,
+        #[pyo3(from_py_with = args::max_attempts)] max_attempts: Option<u32>,
+        #[pyo3(from_py_with = args::backoff_base)] backoff_base: Option<f64>,
+        #[pyo3(from_py_with = args::backoff_max)] backoff_max: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::connect_timeout)] connect_timeout: Option<f64>,
+        #[pyo3(from_py_with = args::attempt_timeout)] attempt_timeout: Option<f64>,
+        #[pyo3(from_py_with = args::max_retry_after)] max_retry_after: Option<f64>,
         ca_certificates: Option<Vec<String>>,
         redis_url: Option<String>,
         redis_key_prefix: Option<String>,
         redis_token_key: Option<String>,
-        redis_fallback_share: Option<f64>,
+        #[pyo3(from_py_with = args::redis_fallback_share)] redis_fallback_share: Option<f64>,
     ) -> PyResult<Self> {
         let settings = Settings {
             app_key,
@@ -751,7 +694,7 @@ impl AsyncClient {
     #[pyo3(signature = (tenant_id=None, *, client_id=None, client_secret=None))]
     fn tenant(
         &self,
-        tenant_id: Option<i64>,
+        #[pyo3(from_py_with = args::tenant_id)] tenant_id: Option<i64>,
         client_id: Option<String>,
         client_secret: Option<String>,
     ) -> PyResult<AsyncTenant> {
@@ -775,9 +718,9 @@ pub(crate) struct AsyncTenant {
 }
 
 /// Starts a call as an asyncio future resolving to the decoded answer.
-fn send_async(py: Python<'_>, request: PyResult<RequestBuilder>) -> PyResult<Bound<'_, PyAny>> {
-    let request = request?;
-    to_asyncio(py, async move { Ok(Outcome(request.send_bytes().await.map(Body))) })
+fn send_async(py: Python<'_>, request: PyResult<(RequestBuilder, Call)>) -> PyResult<Bound<'_, PyAny>> {
+    let (request, call) = request?;
+    to_asyncio(py, async move { Ok(Outcome(request.send_bytes().await.map(|body| Body(body, call)))) })
 }
 
 #[pymethods]
@@ -795,7 +738,7 @@ impl AsyncTenant {
         py: Python<'py>,
         path: String,
         params: Option<&Bound<'py, PyAny>>,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send_async(py, self.core.request(Method::GET, path, params, None, false, timeout))
     }
@@ -809,7 +752,7 @@ impl AsyncTenant {
         params: Option<&Bound<'py, PyAny>>,
         json: Option<&Bound<'py, PyAny>>,
         safe_to_retry: bool,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send_async(py, self.core.request(Method::POST, path, params, json, safe_to_retry, timeout))
     }
@@ -822,7 +765,7 @@ impl AsyncTenant {
         path: String,
         params: Option<&Bound<'py, PyAny>>,
         json: Option<&Bound<'py, PyAny>>,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send_async(py, self.core.request(Method::PUT, path, params, json, false, timeout))
     }
@@ -836,7 +779,7 @@ impl AsyncTenant {
         params: Option<&Bound<'py, PyAny>>,
         json: Option<&Bound<'py, PyAny>>,
         safe_to_retry: bool,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send_async(py, self.core.request(Method::PATCH, path, params, json, safe_to_retry, timeout))
     }
@@ -848,7 +791,7 @@ impl AsyncTenant {
         py: Python<'py>,
         path: String,
         params: Option<&Bound<'py, PyAny>>,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         send_async(py, self.core.request(Method::DELETE, path, params, None, false, timeout))
     }
@@ -859,7 +802,7 @@ impl AsyncTenant {
         &self,
         path: String,
         params: Option<&Bound<'_, PyAny>>,
-        page_size: Option<u32>,
+        #[pyo3(from_py_with = args::page_size)] page_size: Option<u32>,
     ) -> PyResult<AsyncRecords> {
         Ok(AsyncRecords::new(self.core.paginate(path, params, page_size)?, None))
     }
@@ -882,7 +825,7 @@ impl AsyncTenant {
         &self,
         py: Python<'py>,
         category: String,
-        report_id: i64,
+        #[pyo3(from_py_with = args::report_id)] report_id: i64,
         parameters: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let query = self.core.report(category, report_id, parameters)?;
@@ -902,7 +845,12 @@ impl AsyncTenant {
     }
 
     /// A report's description (see `Tenant.report_metadata`).
-    fn report_metadata<'py>(&self, py: Python<'py>, category: String, report_id: i64) -> PyResult<Bound<'py, PyAny>> {
+    fn report_metadata<'py>(
+        &self,
+        py: Python<'py>,
+        category: String,
+        #[pyo3(from_py_with = args::report_id)] report_id: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let tenant = self.core.engine()?;
         to_asyncio(py, async move { Ok(Outcome(tenant.report_metadata(&category, report_id).await.map(AsJson))) })
     }

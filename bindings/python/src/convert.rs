@@ -1,20 +1,38 @@
-//! Conversions between Python objects and JSON: response bodies decoded straight into dicts and
-//! lists (no intermediate `serde_json::Value`), request bodies and query parameters out.
+//! Response bodies decoded straight into Python dicts and lists (no intermediate
+//! `serde_json::Value`). serde_json's recursion limit (128) bounds the nesting, so a hostile body
+//! nested thousands deep is a `DecodeError`, not a stack overflow. (Values going the other way
+//! are in `values`.)
 
 use std::cell::RefCell;
 use std::fmt;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyModule, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyModule, PyString};
+use pyo3::BoundObject;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use servicetitan::Bytes;
+
+use crate::errors::to_py;
 
 // ---------------------------------------------------------------------------------------------
 // JSON bytes -> Python
 
-/// Decodes a JSON document into Python objects.
-pub(crate) fn json_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+/// Decodes the JSON answer to `call` into Python objects.
+pub(crate) fn json_to_py<'py>(py: Python<'py>, bytes: &[u8], call: &Call) -> PyResult<Bound<'py, PyAny>> {
+    crate::panics::catch(|| {
+        decode_value(py, bytes).map_err(|e| {
+            // Named as the engine names the request in its own errors.
+            let (method, path) = call;
+            crate::errors::decode_error_for(format!("the response to {method} {path} is not valid JSON: {e}"), method)
+        })
+    })
+}
+
+/// A call's method and its path as given (`("GET", "crm/customers")`).
+pub(crate) type Call = (String, String);
+
+fn decode_value<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>, serde_json::Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // 204 No Content and friends: the engine treats an empty body as `null` too.
         return Ok(py.None().into_bound(py));
@@ -22,14 +40,18 @@ pub(crate) fn json_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'
     let _paused = GcPause::new(py, bytes.len());
     let keys = KeyCache::default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = PyJson { py, keys: &keys }.deserialize(&mut de).map_err(decode_error)?;
-    de.end().map_err(decode_error)?;
+    let value = PyJson { py, keys: &keys }.deserialize(&mut de)?;
+    de.end()?;
     Ok(value)
 }
 
 /// Decodes the `data` array of a page body (`{"data": [...], "hasMore": ...}`) into a list,
 /// skipping the other fields (the engine already read them).
 pub(crate) fn page_data_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    crate::panics::catch(|| decode_page_data(py, bytes))
+}
+
+fn decode_page_data<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyList>> {
     let _paused = GcPause::new(py, bytes.len());
     let keys = KeyCache::default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -267,6 +289,11 @@ impl<'de, 'py> Visitor<'de> for PageData<'_, 'py> {
 
 /// A `serde_json::Value` (stats, sandbox settings) as Python objects.
 pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    crate::panics::catch(|| value_tree(py, value))
+}
+
+/// The conversion behind `value_to_py`: values made by serde_json are at most 128 levels deep.
+fn value_tree<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {
         Value::Null => py.None().into_bound(py),
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -281,163 +308,16 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
         }
         Value::String(s) => PyString::new(py, s).into_any(),
         Value::Array(items) => {
-            PyList::new(py, items.iter().map(|v| value_to_py(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+            PyList::new(py, items.iter().map(|v| value_tree(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
         }
         Value::Object(map) => {
             let dict = PyDict::new(py);
             for (k, v) in map {
-                dict.set_item(k, value_to_py(py, v)?)?;
+                dict.set_item(k, value_tree(py, v)?)?;
             }
             dict.into_any()
         }
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Python -> JSON
-
-/// A request body (`json=`): dicts, lists, tuples, str, int, float, bool, None, and dates and
-/// datetimes (sent as ISO 8601, the format ServiceTitan expects).
-pub(crate) fn py_to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    py_to_value_at(obj, &mut String::from("json"))
-}
-
-fn py_to_value_at(obj: &Bound<'_, PyAny>, at: &mut String) -> PyResult<Value> {
-    if obj.is_none() {
-        return Ok(Value::Null);
-    }
-    // bool before int: Python's bool is an int.
-    if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
-    }
-    if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(s.to_cow()?.into_owned()));
-    }
-    if obj.cast::<PyInt>().is_ok() {
-        if let Ok(i) = obj.extract::<i64>() {
-            return Ok(Value::from(i));
-        }
-        if let Ok(u) = obj.extract::<u64>() {
-            return Ok(Value::from(u));
-        }
-        return Err(PyValueError::new_err(format!("{at}: the integer {obj} does not fit in 64 bits")));
-    }
-    if let Ok(f) = obj.cast::<PyFloat>() {
-        let f = f.value();
-        return serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .ok_or_else(|| PyValueError::new_err(format!("{at}: {f} cannot be sent as JSON")));
-    }
-    if let Ok(dict) = obj.cast::<PyDict>() {
-        let mut map = serde_json::Map::with_capacity(dict.len());
-        for (k, v) in dict.iter() {
-            let key = k
-                .cast::<PyString>()
-                .map_err(|_| PyTypeError::new_err(format!("{at}: object keys must be str, got {}", type_name(&k))))?
-                .to_cow()?
-                .into_owned();
-            let len = at.len();
-            at.push('.');
-            at.push_str(&key);
-            let value = py_to_value_at(&v, at)?;
-            at.truncate(len);
-            map.insert(key, value);
-        }
-        return Ok(Value::Object(map));
-    }
-    if obj.cast::<PyList>().is_ok() || obj.cast::<PyTuple>().is_ok() {
-        let mut items = Vec::new();
-        for (i, item) in obj.try_iter()?.enumerate() {
-            let len = at.len();
-            at.push_str(&format!("[{i}]"));
-            items.push(py_to_value_at(&item?, at)?);
-            at.truncate(len);
-        }
-        return Ok(Value::Array(items));
-    }
-    if let Some(iso) = isoformat(obj)? {
-        return Ok(Value::String(iso));
-    }
-    Err(PyTypeError::new_err(format!(
-        "{at}: a {} cannot be sent as JSON (use dict, list, str, int, float, bool, None, date or datetime)",
-        type_name(obj)
-    )))
-}
-
-/// Query parameters (`params=`): a mapping of names to str, int, float, bool (`true`/`false`),
-/// date/datetime (ISO 8601) or a list of those (comma-separated, as ServiceTitan's `ids` takes).
-/// `None` values are left out.
-pub(crate) fn params_to_pairs(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, String)>> {
-    let Some(params) = params.filter(|p| !p.is_none()) else {
-        return Ok(Vec::new());
-    };
-    let dict = params
-        .cast::<PyDict>()
-        .map_err(|_| PyTypeError::new_err(format!("params: expected a dict, got {}", type_name(params))))?;
-    let mut pairs = Vec::with_capacity(dict.len());
-    for (k, v) in dict.iter() {
-        let key: String = k
-            .extract()
-            .map_err(|_| PyTypeError::new_err(format!("params: names must be str, got {}", type_name(&k))))?;
-        if v.is_none() {
-            continue;
-        }
-        let value = if v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok() {
-            let mut parts = Vec::new();
-            for item in v.try_iter()? {
-                parts.push(param_text(&key, &item?)?);
-            }
-            parts.join(",")
-        } else {
-            param_text(&key, &v)?
-        };
-        pairs.push((key, value));
-    }
-    Ok(pairs)
-}
-
-fn param_text(key: &str, v: &Bound<'_, PyAny>) -> PyResult<String> {
-    if let Ok(b) = v.cast::<PyBool>() {
-        return Ok(if b.is_true() { "true" } else { "false" }.to_owned());
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        return Ok(s.to_cow()?.into_owned());
-    }
-    if v.cast::<PyInt>().is_ok() || v.cast::<PyFloat>().is_ok() {
-        return Ok(v.str()?.to_cow()?.into_owned());
-    }
-    if let Some(iso) = isoformat(v)? {
-        return Ok(iso);
-    }
-    Err(PyTypeError::new_err(format!(
-        "params[{key:?}]: a {} cannot be sent as a query parameter (use str, int, float, bool, date, datetime or a list)",
-        type_name(v)
-    )))
-}
-
-/// `date`/`datetime`/`time` as ISO 8601; `None` for anything else.
-pub(crate) fn isoformat(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-    let py = obj.py();
-    let datetime = py.import("datetime")?;
-    for class in ["date", "time"] {
-        // datetime is a subclass of date.
-        if obj.is_instance(&datetime.getattr(class)?)? {
-            return Ok(Some(obj.call_method0("isoformat")?.extract()?));
-        }
-    }
-    Ok(None)
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".to_owned())
-}
-
-/// A `str`-keyed dict of options as a JSON object, for the sandbox's serde configuration.
-pub(crate) fn kwargs_to_value(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Value> {
-    match kwargs {
-        Some(k) => py_to_value_at(k.as_any(), &mut String::from("options")),
-        None => Ok(Value::Object(serde_json::Map::new())),
-    }
 }
 
 /// An export's `since`: a saved `continue_from` (str) or a `date`/`datetime` (ISO 8601), as Node
@@ -447,11 +327,81 @@ pub(crate) fn since_text(since: Option<&Bound<'_, PyAny>>) -> PyResult<Option<St
     if let Ok(text) = since.extract::<String>() {
         return Ok(Some(text));
     }
-    match isoformat(since)? {
+    match crate::values::isoformat(since)? {
         Some(iso) => Ok(Some(iso)),
         None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
             "since: expected a saved continue_from (str) or a date/datetime, got {}",
-            type_name(since)
+            crate::values::type_name(since)
         ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine results crossing into Python
+
+/// A response body, decoded into Python objects once the GIL is held.
+pub(crate) struct Body(pub(crate) Bytes, pub(crate) Call);
+
+impl<'py> IntoPyObject<'py> for Body {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &self.0, &self.1)
+    }
+}
+
+/// An engine result crossing back into Python: the error, too, is converted only with the GIL
+/// held (on pyo3-async-runtimes' blocking thread), never on a runtime worker.
+pub(crate) struct Outcome<T>(pub(crate) servicetitan::Result<T>);
+
+impl<'py, T: IntoPyObject<'py>> IntoPyObject<'py> for Outcome<T>
+where
+    PyErr: From<T::Error>,
+{
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.0 {
+            Ok(v) => Ok(v.into_pyobject(py)?.into_any().into_bound()),
+            Err(e) => Err(to_py(e)),
+        }
+    }
+}
+
+/// Report rows (named records) as a list of dicts.
+pub(crate) struct Rows(pub(crate) Vec<servicetitan::Record>);
+
+impl<'py> IntoPyObject<'py> for Rows {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let rows = self
+            .0
+            .into_iter()
+            .map(|record| value_to_py(py, &serde_json::Value::Object(record)))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, rows)
+    }
+}
+
+/// An engine value crossing as plain Python objects (dicts keyed by its camelCase serde names),
+/// converted once the GIL is held.
+pub(crate) struct AsJson<T>(pub(crate) T);
+
+impl<'py, T: serde::Serialize> IntoPyObject<'py> for AsJson<T> {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = serde_json::to_value(&self.0)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("result does not serialize: {e}")))?;
+        value_to_py(py, &value)
     }
 }

@@ -4,12 +4,15 @@
 
 use pyo3::prelude::*;
 
+mod args;
 mod client;
 mod convert;
 mod errors;
 mod logging;
+mod panics;
 mod runtime;
 mod sandbox;
+mod values;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -25,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Ready>()?;
     m.add_class::<sandbox::Sandbox>()?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(panics::_panic_for_test, m)?)?;
     // A fresh runtime in the child of every os.fork() (multiprocessing's fork start method too).
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("after_in_child", m.getattr("_after_fork_in_child")?)?;

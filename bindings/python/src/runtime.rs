@@ -97,25 +97,40 @@ where
     F: Future<Output = T> + Send,
     T: Send,
 {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // `block_on` would panic: this thread drives the runtime (user code called back from
+        // it, such as a handler of the `servicetitan` logger, made a blocking call).
+        return Err(crate::errors::configuration_error(
+            "call",
+            "a blocking call cannot be made from the client's own runtime threads (a handler of the \
+             servicetitan logger, say): hand the work to another thread, or use AsyncClient",
+        ));
+    }
     let rt = runtime();
     let on_main_thread = MAIN_THREAD.get() == Some(&std::thread::current().id());
-    py.detach(move || {
-        if !on_main_thread {
-            return Ok(rt.block_on(fut));
-        }
-        rt.block_on(async move {
-            let mut fut = std::pin::pin!(fut);
-            loop {
-                tokio::select! {
-                    biased;
-                    out = &mut fut => return Ok(out),
-                    _ = tokio::time::sleep(SIGNAL_CHECK_INTERVAL) => {
-                        Python::attach(|py| py.check_signals())?;
+    let fut = crate::panics::catch_async(fut);
+    // A panic of `block_on` itself is caught too.
+    let outcome = py.detach(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            if !on_main_thread {
+                return PyResult::Ok(rt.block_on(fut));
+            }
+            rt.block_on(async move {
+                let mut fut = std::pin::pin!(fut);
+                loop {
+                    tokio::select! {
+                        biased;
+                        out = &mut fut => return Ok(out),
+                        _ = tokio::time::sleep(SIGNAL_CHECK_INTERVAL) => {
+                            Python::attach(|py| py.check_signals())?;
+                        }
                     }
                 }
-            }
-        })
-    })
+            })
+        }))
+        .unwrap_or_else(|payload| Ok(Err(crate::panics::message(&*payload))))
+    });
+    outcome?.map_err(|message| crate::errors::internal_error(&message))
 }
 
 /// An engine object that belongs to the process that made it: after a fork the child makes its
@@ -280,11 +295,19 @@ impl pyo3_async_runtimes::generic::ContextExt for AsyncRuntime {
     }
 }
 
-/// Wraps `fut` in an asyncio future of the running loop; cancelling that future drops `fut`.
+/// Wraps `fut` in an asyncio future of the running loop; cancelling that future drops `fut`. A
+/// panic while it runs, or while its result is converted, resolves it with an `InternalError`.
 pub(crate) fn to_asyncio<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut)
+    use crate::panics::Guarded;
+    let guarded = async move {
+        match crate::panics::catch_async(fut).await {
+            Ok(result) => result.map(Guarded::Done),
+            Err(message) => Ok(Guarded::Panicked(message)),
+        }
+    };
+    pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, _, Guarded<T>>(py, guarded)
 }

@@ -9,9 +9,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use servicetitan_sandbox::{BackgroundSandbox, Fault, SandboxConfig, TenantConfig};
 
-use crate::convert::{kwargs_to_value, value_to_py};
+use crate::convert::value_to_py;
 use crate::errors::configuration_error;
 use crate::runtime::ForkLeaked;
+use crate::values::kwargs_to_value;
 
 /// A running sandbox: the token endpoint and the API on `base_url`, with demo credentials.
 #[pyclass(module = "servicetitan._native", frozen)]
@@ -122,7 +123,11 @@ impl Sandbox {
     /// Keyword arguments for `client.tenant(**sandbox.credentials(1001))`: `tenant_id`,
     /// `client_id` and `client_secret` of that tenant (default: the first).
     #[pyo3(signature = (tenant_id=None))]
-    fn credentials<'py>(&self, py: Python<'py>, tenant_id: Option<i64>) -> PyResult<Bound<'py, PyDict>> {
+    fn credentials<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = crate::args::tenant_id)] tenant_id: Option<i64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let tenant = match tenant_id {
             None => self.tenants.first(),
             Some(id) => self.tenants.iter().find(|t| t.id == id),
