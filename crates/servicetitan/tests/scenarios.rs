@@ -64,6 +64,9 @@ scenarios!(
     typed_errors_with_server_detail,
     authentication_errors_name_the_environment,
     unknown_app_key_fails_at_once_naming_the_app_key,
+    environment_and_urls_together_are_refused,
+    unresolvable_host_fails_at_once,
+    token_408_is_a_timeout_and_resent,
     bad_input_refused_before_any_request,
     secrets_absent_from_text_and_logs,
 );
@@ -1079,6 +1082,8 @@ fn make_client(sandbox: &Sandbox, settings: &Obj) -> Result<Result<Client, Error
         settings,
         &[
             "app_key",
+            "auth_url",
+            "api_url",
             "environment",
             "limits_off",
             "rate_limit_calls",
@@ -1104,10 +1109,19 @@ fn make_client(sandbox: &Sandbox, settings: &Obj) -> Result<Result<Client, Error
     };
     let mut b = Client::builder()
         .app_key(app_key)
-        .auth_url(sandbox.base_url())
-        .api_url(sandbox.base_url())
         // Nothing from the machine's environment leaks into the scenarios.
         .env_lookup(|_| None);
+    // The sandbox's URLs unless others are given; null gives none.
+    match get("auth_url") {
+        None => b = b.auth_url(sandbox.base_url()),
+        Some(Value::Null) => {}
+        Some(v) => b = b.auth_url(text(v, "auth_url")?),
+    }
+    match get("api_url") {
+        None => b = b.api_url(sandbox.base_url()),
+        Some(Value::Null) => {}
+        Some(v) => b = b.api_url(text(v, "api_url")?),
+    }
     if let Some(v) = get("environment") {
         b = b.environment_name(text(v, "environment")?);
     }
