@@ -63,8 +63,8 @@ export declare class NativeSandbox {
 
 export declare class NativeTenant {
   get id(): number
-  /** One call; resolves with the response body's bytes (empty for a 204). */
-  request(method: string, path: string, options?: NativeRequestOptions | undefined | null, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** One call; resolves with the response body's bytes (empty for a 204) and the call's URL. */
+  request(method: string, path: string, options?: NativeRequestOptions | undefined | null, canceller?: Canceller | undefined | null): Promise<NativeResponse>
   /** The pages of a page-based list, as raw JSON. */
   paginate(path: string, query?: Array<string> | undefined | null, pageSize?: number | undefined | null): NativePageStream
   /** The pages of an export feed, as raw JSON with their `continueFrom`. */
@@ -101,6 +101,12 @@ export interface ClientStats {
 
 /** The version of the engine this addon was built from. */
 export declare function engineVersion(): string
+
+/**
+ * Every error code of the engine, in the order of the README's table: the package's tests
+ * check that `node/errors.js` has a class for each one.
+ */
+export declare function errorCodes(): Array<string>
 
 /** One line of debug output, as the `logger` callback receives it. */
 export interface LogRecord {
@@ -164,6 +170,12 @@ export interface NativeRequestOptions {
   json?: string
   safeToRetry?: boolean
   timeoutMs?: number
+}
+
+/** A response body and the URL of the call it answers (the engine's, for decode errors). */
+export interface NativeResponse {
+  body: Buffer
+  url: string
 }
 
 /**

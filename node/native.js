@@ -841,4 +841,5 @@ module.exports.NativePageStream = nativeBinding.NativePageStream
 module.exports.NativeSandbox = nativeBinding.NativeSandbox
 module.exports.NativeTenant = nativeBinding.NativeTenant
 module.exports.engineVersion = nativeBinding.engineVersion
+module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.panicForTests = nativeBinding.panicForTests

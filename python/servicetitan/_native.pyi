@@ -17,6 +17,7 @@ __all__ = [
     "_after_fork_in_child",
     "_at_exit",
     "_panic_for_test",
+    "error_codes",
 ]
 __version__: str
 
@@ -355,3 +356,5 @@ def _panic_for_test(boundary: str) -> Any:
     when awaited) and leave the client usable."""
 
 def _at_exit() -> None: ...
+def error_codes() -> List[str]:
+    """Every error code of the engine, in the order of the README's error table."""

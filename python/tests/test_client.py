@@ -73,6 +73,14 @@ def test_typed_errors_carry_the_servers_details_and_pickle(tenant: st.Tenant) ->
     assert (type(back), str(back), back.errors, back.trace_id) == (type(e), str(e), e.errors, e.trace_id)
 
 
+def test_the_error_classes_are_the_engines_codes() -> None:
+    from servicetitan import _native, errors
+
+    assert list(errors.CLASSES_BY_CODE) == _native.error_codes()
+    for code, cls in errors.CLASSES_BY_CODE.items():
+        assert issubclass(cls, st.ServiceTitanError) and cls.code == code
+
+
 def test_bad_settings_are_configuration_errors_naming_the_argument(sandbox: st.Sandbox) -> None:
     with pytest.raises(st.ConfigurationError) as info:
         sandbox.client(timeout=-1)

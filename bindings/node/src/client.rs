@@ -214,6 +214,13 @@ pub struct NativeTenant {
     logger: Option<Arc<LoggerRegistration>>,
 }
 
+/// A response body and the URL of the call it answers (the engine's, for decode errors).
+#[napi(object)]
+pub struct NativeResponse {
+    pub body: Buffer,
+    pub url: String,
+}
+
 #[napi]
 impl NativeTenant {
     #[napi(getter)]
@@ -221,8 +228,8 @@ impl NativeTenant {
         self.inner.id()
     }
 
-    /// One call; resolves with the response body's bytes (empty for a 204).
-    #[napi(ts_return_type = "Promise<Buffer>")]
+    /// One call; resolves with the response body's bytes (empty for a 204) and the call's URL.
+    #[napi(ts_return_type = "Promise<NativeResponse>")]
     pub fn request<'env>(
         &self,
         env: &'env Env,
@@ -230,7 +237,7 @@ impl NativeTenant {
         path: String,
         options: Option<NativeRequestOptions>,
         canceller: Option<&Canceller>,
-    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+    ) -> napi::Result<PromiseRaw<'env, NativeResponse>> {
         guard::sync(|| {
             let o = options.unwrap_or_default();
             let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
@@ -244,8 +251,9 @@ impl NativeTenant {
                 request = request.timeout(millis("timeoutMs", ms)?);
             }
             let call = async move {
-                let bytes = request.send_bytes().await.map_err(|e| engine(&e))?;
-                Ok(Buffer::from(Vec::from(bytes)))
+                let body = request.send_body().await.map_err(|e| engine(&e))?;
+                let url = body.url().to_owned();
+                Ok(NativeResponse { body: Buffer::from(Vec::from(body.into_bytes())), url })
             };
             guard::spawn(env, token(canceller), call_span(&self.logger), call)
         })

@@ -10,7 +10,7 @@ use pyo3::types::{PyDict, PyList, PyType};
 use servicetitan::{ClientBuilder, Method, PageStream, RawPage, RequestBuilder, TenantCredentials};
 
 use crate::args;
-use crate::convert::{json_to_py, page_data_to_py, AsJson, Body, Call, Outcome, Rows};
+use crate::convert::{json_to_py, page_data_to_py, AsJson, Body, Outcome, Rows};
 use crate::errors::{configuration_error, to_py};
 use crate::runtime::{to_asyncio, wait, ForkLeaked, PerProcess};
 use crate::values::{json_body, params_to_pairs};
@@ -200,8 +200,7 @@ impl TenantCore {
         json: Option<&Bound<'_, PyAny>>,
         safe_to_retry: bool,
         timeout: Option<f64>,
-    ) -> PyResult<(RequestBuilder, Call)> {
-        let call = (method.as_str().to_owned(), path.clone());
+    ) -> PyResult<RequestBuilder> {
         let mut request = self.engine()?.request(method, path).query_pairs(params_to_pairs(params)?);
         if let Some(json) = json {
             request = request.json_value(Some(json_body(json)?));
@@ -212,7 +211,7 @@ impl TenantCore {
         if let Some(t) = timeout {
             request = request.timeout(seconds("timeout", t)?);
         }
-        Ok((request, call))
+        Ok(request)
     }
 
     fn paginate(
@@ -362,10 +361,9 @@ pub(crate) struct Tenant {
 }
 
 /// Sends a call, blocking with the GIL released, and decodes the answer.
-fn send(py: Python<'_>, request: PyResult<(RequestBuilder, Call)>) -> PyResult<Bound<'_, PyAny>> {
-    let (request, call) = request?;
-    let body = wait(py, request.send_bytes())?.map_err(to_py)?;
-    json_to_py(py, &body, &call)
+fn send(py: Python<'_>, request: PyResult<RequestBuilder>) -> PyResult<Bound<'_, PyAny>> {
+    let body = wait(py, request?.send_body())?.map_err(to_py)?;
+    json_to_py(py, &body)
 }
 
 #[pymethods]
@@ -718,9 +716,9 @@ pub(crate) struct AsyncTenant {
 }
 
 /// Starts a call as an asyncio future resolving to the decoded answer.
-fn send_async(py: Python<'_>, request: PyResult<(RequestBuilder, Call)>) -> PyResult<Bound<'_, PyAny>> {
-    let (request, call) = request?;
-    to_asyncio(py, async move { Ok(Outcome(request.send_bytes().await.map(|body| Body(body, call)))) })
+fn send_async(py: Python<'_>, request: PyResult<RequestBuilder>) -> PyResult<Bound<'_, PyAny>> {
+    let request = request?;
+    to_asyncio(py, async move { Ok(Outcome(request.send_body().await.map(Body))) })
 }
 
 #[pymethods]

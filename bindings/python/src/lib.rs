@@ -14,6 +14,13 @@ mod runtime;
 mod sandbox;
 mod values;
 
+/// Every error code of the engine, in the order of the README's table: the test suite checks
+/// that `servicetitan.errors` has a class for each one.
+#[pyfunction]
+fn error_codes() -> Vec<&'static str> {
+    servicetitan::ErrorCode::ALL.iter().map(|code| code.as_str()).collect()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -29,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sandbox::Sandbox>()?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(panics::_panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(error_codes, m)?)?;
     // A fresh runtime in the child of every os.fork() (multiprocessing's fork start method too).
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("after_in_child", m.getattr("_after_fork_in_child")?)?;

@@ -82,7 +82,7 @@ pub use paging::{Export, ExportPage, ExportStream, Page, PageStream, Paginate, R
 pub use reports::{
     Record, ReportCategory, ReportField, ReportMetadata, ReportPage, ReportParameter, ReportQuery, ReportSummary,
 };
-pub use request::RequestBuilder;
+pub use request::{RequestBuilder, ResponseBody};
 pub use reqwest::Method;
 pub use route::KNOWN_MODULES;
 pub use tenant::Tenant;

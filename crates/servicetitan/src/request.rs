@@ -111,10 +111,19 @@ impl RequestBuilder {
         decode(&bytes, &call.method, &call.route.url)
     }
 
-    /// Sends and returns the raw body (bindings decode it straight into their own objects).
+    /// Sends and returns the raw body.
     pub async fn send_bytes(self) -> Result<Bytes> {
         let (tenant, call) = self.prepare()?;
         execute(&tenant.inner, &call).await
+    }
+
+    /// Sends and returns the raw body with the request it answers, for callers that decode
+    /// it themselves (the bindings, straight into their own objects) and need to say which
+    /// request's body was not JSON: see [`ResponseBody::decode_error`].
+    pub async fn send_body(self) -> Result<ResponseBody> {
+        let (tenant, call) = self.prepare()?;
+        let bytes = execute(&tenant.inner, &call).await?;
+        Ok(ResponseBody { bytes, method: call.method, url: call.route.url })
     }
 
     /// Checks the input and routes the call: bad input is refused here, before any request.
@@ -145,6 +154,61 @@ impl RequestBuilder {
             },
         };
         Ok((self.tenant, call))
+    }
+}
+
+/// A 2xx body as the API sent it, and the request it answers (from
+/// [`RequestBuilder::send_body`]). Derefs to the bytes.
+#[derive(Clone, Debug)]
+pub struct ResponseBody {
+    bytes: Bytes,
+    method: Method,
+    url: String,
+}
+
+impl ResponseBody {
+    /// The body.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The body, without the request.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// The method of the request.
+    pub fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    /// The URL of the request (the API's, without the query string).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `decode` error for a body that is not the JSON expected, `detail` saying why (a
+    /// decoder's message, cut to what an error message carries): it names the request, as
+    /// every error of a call does.
+    ///
+    /// ```no_run
+    /// # async fn demo(tenant: servicetitan::Tenant) -> servicetitan::Result<()> {
+    /// let body = tenant.get("crm/customers").send_body().await?;
+    /// let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| body.decode_error(e))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn decode_error(&self, detail: impl std::fmt::Display) -> Error {
+        let detail = excerpt(&detail.to_string()).into_owned();
+        Error::new(ErrorCode::Decode, format!("the response is not valid JSON ({detail})"))
+            .with_request(self.method.as_str(), &self.url)
+    }
+}
+
+impl std::ops::Deref for ResponseBody {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -823,6 +887,21 @@ mod tests {
         assert!(text.contains("an unreadable Location"), "{text}");
         let text = redirect_error(StatusCode::FOUND, &HeaderMap::new(), "http://h/", Redirected::Api).to_string();
         assert!(text.contains("no Location"), "{text}");
+    }
+
+    #[test]
+    fn a_body_decoded_elsewhere_names_its_request_when_it_is_not_json() {
+        let body = ResponseBody {
+            bytes: Bytes::from_static(b"<html>"),
+            method: Method::POST,
+            url: "https://api/crm/v2/tenant/1/customers".into(),
+        };
+        assert_eq!(&*body, b"<html>");
+        let e = body.decode_error(format!("expected value at line 1 column 1{}", "x".repeat(5000)));
+        assert_eq!((e.code(), e.method(), e.url()), (ErrorCode::Decode, Some("POST"), Some(body.url())));
+        let text = e.to_string();
+        assert!(text.contains("not valid JSON (expected value") && text.contains("[POST https://api/crm"), "{text}");
+        assert!(text.len() < 1200, "{}", text.len());
     }
 
     #[test]
