@@ -166,7 +166,7 @@ export declare class Tenant {
   put<T = any>(path: string, options?: RequestOptions): Promise<T>
   patch<T = any>(path: string, options?: RequestOptions): Promise<T>
   delete<T = any>(path: string, options?: RequestOptions): Promise<T>
-  /** Every record of a page-based list; the next page is fetched while this one is consumed. */
+  /** Every record of a page-based list; the next page is fetched while this one is consumed. Shareable (see ExportFeed). */
   paginate<T = ApiRecord>(path: string, options?: PaginateOptions): AsyncIterableIterator<T>
   /** An export feed; save `continueFrom` after consuming it and pass it as `since` next time. */
   export<T = ApiRecord>(path: string, options?: ExportOptions): ExportFeed<T>
@@ -226,12 +226,19 @@ export interface ReportMetadata {
   fields: ReportField[]
 }
 
-/** An export feed being read. */
+/**
+ * A record stream being read: an export feed, or a list from `paginate`. Several consumers may
+ * share one (each `for await` over the same feed): each record goes to exactly one of them.
+ */
 export declare class ExportFeed<T = ApiRecord> implements AsyncIterableIterator<T> {
   private constructor()
-  /** The checkpoint after the last page whose records have all been handed out (or `since`). */
+  /**
+   * The checkpoint after the last page whose records have all been handed out (or `since`);
+   * null for lists. With several consumers, save it once each has processed what it took.
+   */
   readonly continueFrom: string | null
   next(): Promise<IteratorResult<T, undefined>>
+  /** `break` out of `for await`: ends the stream for every consumer sharing it. */
   return(): Promise<IteratorResult<T, undefined>>
   [Symbol.asyncIterator](): ExportFeed<T>
 }

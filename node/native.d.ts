@@ -21,12 +21,27 @@ export declare class NativeClient {
   stats(): ClientStats
 }
 
-export declare class NativePageStream {
-  /** The next page, or `null` after the last one. */
-  next(canceller?: Canceller | undefined | null): Promise<NativePage | null>
+export declare class NativeRecordStream {
   /**
-   * Drops the stream now (a `break` out of `for await`, an abort) rather than at garbage
-   * collection: that cancels the page being fetched ahead.
+   * Takes the next record if one is buffered: the body of its page as text (a JSON object
+   * whose `data` holds the records) when it is the first record of a page, else its index in
+   * that page's `data`; `TAKE_EMPTY` or `TAKE_END` otherwise. Throws the error that ended the
+   * stream (to one caller; then `TAKE_END`).
+   */
+  take(): number | string
+  /**
+   * Resolves once `take()` has something to return (a record, the error or the end). A fill
+   * cancelled while a page is on its way leaves the page buffered.
+   */
+  fill(canceller?: Canceller | undefined | null): Promise<void>
+  /**
+   * The export checkpoint: the `continueFrom` of the last page whose records have all been
+   * taken, or the `since` the feed started from; `null` for lists.
+   */
+  get continueFrom(): string | null
+  /**
+   * Ends the stream now for every consumer (a `break` out of `for await`, an abort) rather
+   * than at garbage collection: that cancels the page being fetched ahead.
    */
   close(): void
 }
@@ -65,10 +80,10 @@ export declare class NativeTenant {
   get id(): number
   /** One call; resolves with the response body's bytes (empty for a 204) and the call's URL. */
   request(method: string, path: string, options?: NativeRequestOptions | undefined | null, canceller?: Canceller | undefined | null): Promise<NativeResponse>
-  /** The pages of a page-based list, as raw JSON. */
-  paginate(path: string, query?: Array<string> | undefined | null, pageSize?: number | undefined | null): NativePageStream
-  /** The pages of an export feed, as raw JSON with their `continueFrom`. */
-  export(path: string, since?: string | undefined | null, query?: Array<string> | undefined | null): NativePageStream
+  /** The records of a page-based list. */
+  paginate(path: string, query?: Array<string> | undefined | null, pageSize?: number | undefined | null): NativeRecordStream
+  /** The records of an export feed, with its checkpoint. */
+  export(path: string, since?: string | undefined | null, query?: Array<string> | undefined | null): NativeRecordStream
   /**
    * A report's data as named records; resolves with a JSON array's bytes.
    * `parameters` is a JSON object as text (name → value).
@@ -153,12 +168,6 @@ export interface NativeClientOptions {
   redisFallbackShare?: number
 }
 
-/** One page: the JSON body and, for exports, the token that resumes after it. */
-export interface NativePage {
-  body: Buffer
-  continueFrom?: string
-}
-
 /** One call's options after the wrapper flattened them. */
 export interface NativeRequestOptions {
   /**
@@ -184,3 +193,9 @@ export interface NativeResponse {
  * package's API.
  */
 export declare function panicForTests(inCall: boolean): Promise<void>
+
+/** What `take()` returns when nothing is buffered: await `fill()`, then take again. */
+export declare const TAKE_EMPTY: number
+
+/** What `take()` returns once the stream is over. */
+export declare const TAKE_END: number

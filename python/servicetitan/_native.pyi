@@ -178,7 +178,11 @@ class Tenant:
 
 @final
 class Records:
-    """The records of ``paginate()`` or ``export()``; iterate it."""
+    """The record stream of ``paginate()`` or ``export()``; iterate it.
+
+    Threads may share one: each record goes to exactly one of them, and ``continue_from`` never
+    passes a record not yet handed out (save it once every thread has processed what it took).
+    """
 
     def __iter__(self) -> Iterator[Dict[str, Any]]: ...
     def __next__(self) -> Dict[str, Any]: ...
@@ -282,14 +286,22 @@ class AsyncTenant:
 
 @final
 class AsyncRecords:
-    """The records of ``paginate()`` or ``export()`` on an :class:`AsyncTenant`; ``async for`` it."""
+    """The record stream of ``paginate()`` or ``export()`` on an :class:`AsyncTenant`; ``async for`` it.
+
+    Coroutines may share one (each record goes to exactly one of them), as may tasks cancelled
+    while they wait: a cancelled ``__anext__`` takes no record.
+
+    >>> feed = tenant.export("crm/customers")
+    >>> await asyncio.gather(*(worker(feed) for _ in range(8)))  # each: async for r in feed: ...
+    >>> saved = feed.continue_from
+    """
 
     def __aiter__(self) -> AsyncIterator[Dict[str, Any]]: ...
     def __anext__(self) -> Awaitable[Dict[str, Any]]: ...
     def _pop(self) -> Optional[Dict[str, Any]]:
         """The next buffered record, or None if a page must be loaded first (internal)."""
     def _fill(self) -> Awaitable[None]:
-        """Loads the next page into the buffer (internal)."""
+        """Waits until a record (or the end) is buffered (internal)."""
     @property
     def continue_from(self) -> Optional[str]: ...
 

@@ -17,7 +17,7 @@ use crate::error::{configuration, configuration_for, engine, internal};
 use crate::guard;
 use crate::json;
 use crate::logging::{self, LogRecord, LoggerRegistration};
-use crate::stream::NativePageStream;
+use crate::stream::NativeRecordStream;
 
 /// `new Client(options)` after the wrapper flattened it; every field falls back to its
 /// environment variable, then to the engine's default. Durations in milliseconds.
@@ -259,37 +259,37 @@ impl NativeTenant {
         })
     }
 
-    /// The pages of a page-based list, as raw JSON.
+    /// The records of a page-based list.
     #[napi]
     pub fn paginate(
         &self,
         path: String,
         query: Option<Vec<String>>,
         page_size: Option<u32>,
-    ) -> napi::Result<NativePageStream> {
+    ) -> napi::Result<NativeRecordStream> {
         guard::sync(|| {
             let mut list = self.inner.paginate::<Value>(path).param_pairs(pairs(query));
             if let Some(size) = page_size {
                 list = list.page_size(size);
             }
-            Ok(NativePageStream::new(list.raw_pages(), call_span(&self.logger)))
+            Ok(NativeRecordStream::new(list.raw_records(), call_span(&self.logger)))
         })
     }
 
-    /// The pages of an export feed, as raw JSON with their `continueFrom`.
+    /// The records of an export feed, with its checkpoint.
     #[napi]
     pub fn export(
         &self,
         path: String,
         since: Option<String>,
         query: Option<Vec<String>>,
-    ) -> napi::Result<NativePageStream> {
+    ) -> napi::Result<NativeRecordStream> {
         guard::sync(|| {
             let mut feed = self.inner.export::<Value>(path).since(since);
             for (k, v) in pairs(query) {
                 feed = feed.param(k, v);
             }
-            Ok(NativePageStream::new(feed.raw_pages(), call_span(&self.logger)))
+            Ok(NativeRecordStream::new(feed.raw_records(), call_span(&self.logger)))
         })
     }
 

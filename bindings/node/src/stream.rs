@@ -1,87 +1,81 @@
-//! Paged reads (lists and export feeds) as a native object the wrapper's async iterator pulls
-//! from, one page per `next()`: a page crossing is one promise, so crossings stay rare.
+//! Record streams (lists and export feeds) as a native object the wrapper's async iterator takes
+//! records from. The engine's stream hands each record out once, however many consumers share
+//! the iterator, and keeps the export checkpoint; the wrapper only parses a page's body (one
+//! `JSON.parse` when its first record is taken) and picks records out of it.
 
-use std::sync::Arc;
-
-use napi::bindgen_prelude::{Buffer, PromiseRaw};
+use napi::bindgen_prelude::{Either, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
-use servicetitan::{PageStream, RawPage};
+use servicetitan::{RawRecord, RecordStream, Taken};
 
-use futures::StreamExt;
-use tracing::Instrument;
-
-use crate::cancel::{token, unless_cancelled, Canceller};
+use crate::cancel::{token, Canceller};
 use crate::error::engine;
+use crate::guard;
 
-/// One page: the JSON body and, for exports, the token that resumes after it.
-#[napi(object)]
-pub struct NativePage {
-    pub body: Buffer,
-    pub continue_from: Option<String>,
-}
-
-type Slot = Arc<tokio::sync::Mutex<Option<PageStream<RawPage>>>>;
+/// What `take()` returns when nothing is buffered: await `fill()`, then take again.
+#[napi]
+pub const TAKE_EMPTY: i32 = -1;
+/// What `take()` returns once the stream is over.
+#[napi]
+pub const TAKE_END: i32 = -2;
 
 #[napi]
-pub struct NativePageStream {
-    // `None` once closed. Behind an async lock because a page is awaited while it is held.
-    pages: Slot,
+pub struct NativeRecordStream {
+    stream: RecordStream<RawRecord>,
     /// Every page fetch runs in it (routes debug output to the client's logger).
     span: tracing::Span,
 }
 
-impl NativePageStream {
-    pub(crate) fn new(pages: PageStream<RawPage>, span: tracing::Span) -> Self {
-        NativePageStream { pages: Arc::new(tokio::sync::Mutex::new(Some(pages))), span }
+impl NativeRecordStream {
+    pub(crate) fn new(stream: RecordStream<RawRecord>, span: tracing::Span) -> Self {
+        NativeRecordStream { stream, span }
     }
 }
 
 #[napi]
-impl NativePageStream {
-    /// The next page, or `null` after the last one.
-    #[napi(ts_return_type = "Promise<NativePage | null>")]
-    pub fn next<'env>(
-        &self,
-        env: &'env Env,
-        canceller: Option<&Canceller>,
-    ) -> napi::Result<PromiseRaw<'env, Option<NativePage>>> {
-        let pages = self.pages.clone();
-        let span = self.span.clone();
-        let page = async move {
-            let mut slot = pages.lock().await;
-            let Some(stream) = slot.as_mut() else { return Ok(None) };
-            match stream.next().await {
-                None => {
-                    *slot = None;
-                    Ok(None)
-                }
-                Some(Err(e)) => {
-                    *slot = None;
-                    Err(engine(&e))
-                }
-                Some(Ok(page)) => {
-                    Ok(Some(NativePage { body: Buffer::from(Vec::from(page.body)), continue_from: page.continue_from }))
-                }
+impl NativeRecordStream {
+    /// Takes the next record if one is buffered: the body of its page as text (a JSON object
+    /// whose `data` holds the records) when it is the first record of a page, else its index in
+    /// that page's `data`; `TAKE_EMPTY` or `TAKE_END` otherwise. Throws the error that ended the
+    /// stream (to one caller; then `TAKE_END`).
+    #[napi(ts_return_type = "number | string")]
+    pub fn take(&self) -> napi::Result<Either<i64, String>> {
+        guard::sync(|| match self.stream.try_take() {
+            // As text: V8 parses a string it owns with less memory churn than a Buffer's
+            // `toString()` (invalid UTF-8 becomes U+FFFD, as `toString` would make it).
+            Taken::Record(RawRecord { page, index: 0, .. }) => {
+                Ok(Either::B(String::from_utf8_lossy(&page).into_owned()))
             }
-        };
-        env.spawn_future(unless_cancelled(token(canceller), page.instrument(span)))
+            Taken::Record(record) => Ok(Either::A(record.index as i64)),
+            Taken::Error(e) => Err(engine(&e)),
+            Taken::End => Ok(Either::A(TAKE_END.into())),
+            Taken::Empty => Ok(Either::A(TAKE_EMPTY.into())),
+        })
     }
 
-    /// Drops the stream now (a `break` out of `for await`, an abort) rather than at garbage
-    /// collection: that cancels the page being fetched ahead.
+    /// Resolves once `take()` has something to return (a record, the error or the end). A fill
+    /// cancelled while a page is on its way leaves the page buffered.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn fill<'env>(&self, env: &'env Env, canceller: Option<&Canceller>) -> napi::Result<PromiseRaw<'env, ()>> {
+        let stream = self.stream.clone();
+        let fill = async move {
+            stream.fill().await;
+            Ok(())
+        };
+        guard::spawn(env, token(canceller), self.span.clone(), fill)
+    }
+
+    /// The export checkpoint: the `continueFrom` of the last page whose records have all been
+    /// taken, or the `since` the feed started from; `null` for lists.
+    #[napi(getter)]
+    pub fn continue_from(&self) -> Option<String> {
+        self.stream.continue_from()
+    }
+
+    /// Ends the stream now for every consumer (a `break` out of `for await`, an abort) rather
+    /// than at garbage collection: that cancels the page being fetched ahead.
     #[napi]
     pub fn close(&self) {
-        match self.pages.try_lock() {
-            Ok(mut slot) => *slot = None,
-            Err(_) => {
-                // A `next()` holds the lock; its canceller has been cancelled or it is about
-                // to finish, so the lock frees shortly.
-                let pages = self.pages.clone();
-                napi::bindgen_prelude::spawn(async move {
-                    *pages.lock().await = None;
-                });
-            }
-        }
+        self.stream.close();
     }
 }

@@ -12,6 +12,7 @@ mod logging;
 mod panics;
 mod runtime;
 mod sandbox;
+mod stream;
 mod values;
 
 /// Every error code of the engine, in the order of the README's table: the test suite checks
@@ -28,11 +29,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install();
     m.add_class::<client::Client>()?;
     m.add_class::<client::Tenant>()?;
-    m.add_class::<client::Records>()?;
+    m.add_class::<stream::Records>()?;
     m.add_class::<client::AsyncClient>()?;
     m.add_class::<client::AsyncTenant>()?;
-    m.add_class::<client::AsyncRecords>()?;
-    m.add_class::<client::Ready>()?;
+    m.add_class::<stream::AsyncRecords>()?;
+    m.add_class::<stream::Ready>()?;
     m.add_class::<sandbox::Sandbox>()?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(panics::_panic_for_test, m)?)?;

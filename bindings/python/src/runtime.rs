@@ -191,6 +191,11 @@ impl<T> ForkLeaked<T> {
     pub(crate) fn get_mut(&mut self) -> Option<&mut T> {
         (self.generation == generation()).then_some(&mut *self.value)
     }
+
+    /// The value, unless it was made before a fork.
+    pub(crate) fn get(&self) -> Option<&T> {
+        (self.generation == generation()).then_some(&*self.value)
+    }
 }
 
 impl<T> Drop for ForkLeaked<T> {

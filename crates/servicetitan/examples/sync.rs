@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while customers.try_next().await?.is_some() {
         count += 1;
     }
-    let checkpoint = customers.continue_from().map(str::to_owned);
+    let checkpoint = customers.continue_from();
     println!("customers  full export     {count:>7} records  {:>6.2} s", step.elapsed().as_secs_f64());
 
     let step = Instant::now();

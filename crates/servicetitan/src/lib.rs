@@ -33,7 +33,7 @@
 //! // An export feed with a checkpoint to resume from.
 //! let mut feed = tenant.export::<serde_json::Value>("crm/customers").into_stream();
 //! while let Some(record) = feed.try_next().await? { /* … */ }
-//! let checkpoint = feed.continue_from().map(str::to_owned);
+//! let checkpoint = feed.continue_from();
 //!
 //! // A report, rows named by its fields, under the per-report limiter.
 //! let rows = tenant.report("operations", 175).parameter("From", "2026-01-01").records().await?;
@@ -58,6 +58,9 @@ mod client;
 pub mod clock;
 pub mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limit;
 pub mod log;
 mod paging;
@@ -78,7 +81,9 @@ pub use bytes::Bytes;
 pub use client::{Client, Stats};
 pub use config::{ClientBuilder, Config, Environment, Secret, TenantCredentials, Timeouts};
 pub use error::{Error, ErrorCode, Result};
-pub use paging::{Export, ExportPage, ExportStream, Page, PageStream, Paginate, RawPage, RecordStream};
+pub use paging::{
+    Export, ExportPage, ExportStream, Page, PageStream, Paginate, RawPage, RawRecord, RecordStream, Taken,
+};
 pub use reports::{
     Record, ReportCategory, ReportField, ReportMetadata, ReportPage, ReportParameter, ReportQuery, ReportSummary,
 };

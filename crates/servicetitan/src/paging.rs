@@ -180,17 +180,91 @@ pub(crate) struct Batch<T> {
     pub(crate) checkpoint: Option<String>,
 }
 
-/// A stream of records, page after page (the next page is fetched while these are consumed).
+/// A stream of records, page after page (the next page is fetched while these are consumed),
+/// that any number of tasks or threads may read at once: every record goes to exactly one of
+/// them.
+///
+/// Read it as a [`Stream`] (one reader, `&mut`), or share it: [`RecordStream::next`] takes
+/// `&self`, and clones are handles on the same stream (a clone does not start over). Memory
+/// stays at about two pages (the one being handed out and the one fetched ahead) whatever the
+/// number of readers.
 ///
 /// For exports, [`RecordStream::continue_from`] is the checkpoint of the last page whose
 /// records have all been handed out: save it after processing, and a resumed sync neither
-/// loses nor needs to repeat a page.
+/// loses nor needs to repeat a page. With several readers, save it once every reader has
+/// processed what it took (a record handed out is not yet a record processed).
+///
+/// A failed page ends the stream: the error goes to one reader, the others then see the end.
+///
+/// ```no_run
+/// # async fn demo(tenant: servicetitan::Tenant) -> servicetitan::Result<()> {
+/// // Eight workers share one feed; each record is upserted by exactly one of them.
+/// let feed = tenant.export::<serde_json::Value>("crm/customers").into_stream();
+/// let workers = (0..8).map(|_| {
+///     let feed = feed.clone();
+///     tokio::spawn(async move {
+///         while let Some(record) = feed.next().await {
+///             let _record = record?; // upsert it…
+///         }
+///         servicetitan::Result::Ok(())
+///     })
+/// });
+/// for worker in futures::future::join_all(workers).await {
+///     worker.expect("worker panicked")?;
+/// }
+/// let checkpoint = feed.continue_from(); // every record before it was processed
+/// # Ok(()) }
+/// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct RecordStream<T> {
-    pages: PageStream<Batch<T>>,
-    current: VecDeque<T>,
-    current_checkpoint: Option<String>,
+    shared: Arc<Shared<T>>,
+    /// This handle's wait for a page when read as a `Stream` (only touched through `&mut self`,
+    /// the lock is there to keep the handle `Sync`).
+    polling: std::sync::Mutex<Option<BoxFuture<'static, ()>>>,
+}
+
+/// What every handle of one record stream shares.
+struct Shared<T> {
+    /// The pages. Whoever holds the lock waits for the next page for everyone; the others wait
+    /// for the lock and then find records buffered. `None` once closed.
+    pages: tokio::sync::Mutex<Option<PageStream<Batch<T>>>>,
+    /// What has arrived and what has been handed out. Never held across an await.
+    state: std::sync::Mutex<State<T>>,
+    /// Wakes the reader waiting for a page when the stream is closed.
+    closing: tokio::sync::Notify,
+}
+
+struct State<T> {
+    /// The records of the page being handed out, in order.
+    records: VecDeque<T>,
+    /// The checkpoint reached once `records` are all handed out.
+    page_checkpoint: Option<String>,
+    /// The checkpoint of the last page handed out whole (or the start).
     checkpoint: Option<String>,
+    /// The error that ended the stream, until one reader takes it.
+    error: Option<Error>,
+    /// No page follows: the last one came, one failed, or the stream was closed.
+    done: bool,
+    closed: bool,
+}
+
+impl<T> State<T> {
+    fn wants_page(&self) -> bool {
+        self.records.is_empty() && self.error.is_none() && !self.done
+    }
+}
+
+/// What [`RecordStream::try_take`] found.
+#[derive(Debug)]
+pub enum Taken<T> {
+    /// The next record, now handed out.
+    Record(T),
+    /// The error that ended the stream (handed to one reader only; the stream is over).
+    Error(Error),
+    /// The stream is over.
+    End,
+    /// Nothing is buffered: await [`RecordStream::fill`], then take again.
+    Empty,
 }
 
 // Nothing in the streams is pinned in place: records and pages move freely.
@@ -200,73 +274,255 @@ impl<P> Unpin for PageStream<P> {}
 /// An export feed's record stream; see [`RecordStream::continue_from`].
 pub type ExportStream<T> = RecordStream<T>;
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // State is only ever left consistent: a panic elsewhere does not make it unusable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl<T: Send + 'static> RecordStream<T> {
     pub(crate) fn new(pages: PageStream<Batch<T>>, checkpoint: Option<String>) -> Self {
-        RecordStream { pages, current: VecDeque::new(), current_checkpoint: None, checkpoint }
+        let state = State {
+            records: VecDeque::new(),
+            page_checkpoint: None,
+            checkpoint,
+            error: None,
+            done: false,
+            closed: false,
+        };
+        let shared = Shared {
+            pages: tokio::sync::Mutex::new(Some(pages)),
+            state: std::sync::Mutex::new(state),
+            closing: tokio::sync::Notify::new(),
+        };
+        RecordStream { shared: Arc::new(shared), polling: std::sync::Mutex::new(None) }
+    }
+
+    /// The next record, `None` at the end; for any number of concurrent readers, each record
+    /// going to exactly one of them.
+    ///
+    /// Cancel-safe: a record is taken from the stream only when this returns it, so a dropped
+    /// call (a timeout, a `select!`) loses nothing, and a page that arrives meanwhile stays
+    /// buffered for the next call.
+    pub async fn next(&self) -> Option<Result<T>> {
+        loop {
+            match self.try_take() {
+                Taken::Record(record) => return Some(Ok(record)),
+                Taken::Error(e) => return Some(Err(e)),
+                Taken::End => return None,
+                Taken::Empty => self.shared.fill().await,
+            }
+        }
+    }
+
+    /// The next record if one is buffered, without waiting. For code that must take a record
+    /// and hand it on in one step (a binding's iterator), with [`RecordStream::fill`] to wait.
+    pub fn try_take(&self) -> Taken<T> {
+        self.shared.try_take()
+    }
+
+    /// Waits until [`RecordStream::try_take`] has something to return: a record, the error or
+    /// the end. Cancel-safe: a page that arrives as the call is dropped stays buffered.
+    pub async fn fill(&self) {
+        self.shared.fill().await
     }
 
     /// The export checkpoint: the `continueFrom` of the last page fully handed out, or the
     /// `since` the feed started from. `None` for page-based lists.
     ///
-    /// A page counts once its last record has been returned, so after a crash a sync that
-    /// resumes from here repeats at most part of one page and loses nothing.
+    /// A page counts once its last record has been handed out, so after a crash a sync that
+    /// resumes from here repeats at most part of one page per reader and loses nothing.
     ///
     /// ```no_run
     /// # async fn demo(tenant: servicetitan::Tenant) -> servicetitan::Result<()> {
-    /// use futures::StreamExt;
-    /// let mut feed = tenant.export::<serde_json::Value>("jpm/jobs").into_stream();
+    /// let feed = tenant.export::<serde_json::Value>("jpm/jobs").into_stream();
     /// while let Some(job) = feed.next().await {
     ///     let job = job?;
     ///     // …store it, then persist the checkpoint from time to time:
-    ///     let checkpoint: Option<&str> = feed.continue_from();
+    ///     let checkpoint: Option<String> = feed.continue_from();
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn continue_from(&self) -> Option<&str> {
-        self.checkpoint.as_deref()
+    pub fn continue_from(&self) -> Option<String> {
+        lock(&self.shared.state).checkpoint.clone()
+    }
+
+    /// Ends the stream for every handle now: buffered records are dropped (the checkpoint does
+    /// not pass them), the page fetched ahead is cancelled and readers see the end.
+    pub fn close(&self) {
+        self.shared.close()
+    }
+}
+
+impl<T: Send + 'static> Shared<T> {
+    fn try_take(&self) -> Taken<T> {
+        let mut state = lock(&self.state);
+        if let Some(record) = state.records.pop_front() {
+            if state.records.is_empty() {
+                // The page's last record: the page is handed out whole.
+                if let Some(c) = state.page_checkpoint.take() {
+                    state.checkpoint = Some(c);
+                }
+            }
+            return Taken::Record(record);
+        }
+        if let Some(e) = state.error.take() {
+            return Taken::Error(e);
+        }
+        if state.done {
+            Taken::End
+        } else {
+            Taken::Empty
+        }
+    }
+
+    async fn fill(&self) {
+        let closing = self.closing.notified();
+        let mut closing = std::pin::pin!(closing);
+        // Registered before the state is read, so a close between the two still wakes us.
+        closing.as_mut().enable();
+        if !lock(&self.state).wants_page() {
+            return;
+        }
+        let mut pages = tokio::select! {
+            biased;
+            () = closing.as_mut() => return,
+            pages = self.pages.lock() => pages,
+        };
+        loop {
+            // Another reader may have loaded a page (or met the end) while we waited.
+            if !lock(&self.state).wants_page() {
+                return;
+            }
+            let Some(stream) = pages.as_mut() else {
+                lock(&self.state).done = true;
+                return;
+            };
+            let next = tokio::select! {
+                biased;
+                () = closing.as_mut() => {
+                    // Closed while the page was on its way: stop fetching now.
+                    *pages = None;
+                    return;
+                }
+                next = futures::StreamExt::next(stream) => next,
+            };
+            // The page goes into the shared state in the same poll that took it from the
+            // stream: a reader dropped after this point leaves it buffered, not lost.
+            let mut state = lock(&self.state);
+            if state.closed {
+                *pages = None;
+                return;
+            }
+            match next {
+                None => state.done = true,
+                Some(Err(e)) => {
+                    state.error = Some(e);
+                    state.done = true;
+                }
+                Some(Ok(batch)) => {
+                    if batch.records.is_empty() {
+                        // Nothing to hand out: the page is done as soon as it arrives.
+                        if batch.checkpoint.is_some() {
+                            state.checkpoint = batch.checkpoint;
+                        }
+                        continue;
+                    }
+                    state.records = VecDeque::from(batch.records);
+                    state.page_checkpoint = batch.checkpoint;
+                }
+            }
+            if state.done {
+                // Nothing more to fetch: let the page stream go now.
+                drop(state);
+                *pages = None;
+            }
+            return;
+        }
+    }
+
+    fn close(&self) {
+        {
+            let mut state = lock(&self.state);
+            state.closed = true;
+            state.done = true;
+            state.error = None;
+            state.records.clear();
+            state.page_checkpoint = None;
+        }
+        self.closing.notify_waiters();
+        if let Ok(mut pages) = self.pages.try_lock() {
+            *pages = None;
+        }
+    }
+}
+
+impl<T> Clone for RecordStream<T> {
+    /// Another handle on the same stream: each record goes to one handle only.
+    fn clone(&self) -> Self {
+        RecordStream { shared: self.shared.clone(), polling: std::sync::Mutex::new(None) }
     }
 }
 
 impl<T: Send + 'static> Stream for RecordStream<T> {
     type Item = Result<T>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let polling = this.polling.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
-            if let Some(record) = this.current.pop_front() {
-                if this.current.is_empty() {
-                    if let Some(c) = this.current_checkpoint.take() {
-                        this.checkpoint = Some(c);
-                    }
-                }
-                return Poll::Ready(Some(Ok(record)));
-            }
-            match Pin::new(&mut this.pages).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Some(Ok(batch))) => {
-                    if batch.records.is_empty() {
-                        if batch.checkpoint.is_some() {
-                            this.checkpoint = batch.checkpoint;
+            let item = match this.shared.try_take() {
+                Taken::Record(record) => Some(Ok(record)),
+                Taken::Error(e) => Some(Err(e)),
+                Taken::End => None,
+                Taken::Empty => {
+                    let fill = polling.get_or_insert_with(|| {
+                        let shared = this.shared.clone();
+                        Box::pin(async move { shared.fill().await })
+                    });
+                    match fill.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(()) => {
+                            *polling = None;
+                            continue;
                         }
-                        continue;
                     }
-                    this.current = VecDeque::from(batch.records);
-                    this.current_checkpoint = batch.checkpoint;
                 }
-            }
+            };
+            *polling = None;
+            return Poll::Ready(item);
         }
     }
 }
 
 impl<T> fmt::Debug for RecordStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.shared.state);
         f.debug_struct("RecordStream")
-            .field("buffered", &self.current.len())
-            .field("continue_from", &self.checkpoint)
+            .field("buffered", &state.records.len())
+            .field("continue_from", &state.checkpoint)
+            .field("done", &state.done)
             .finish()
     }
+}
+
+/// A record of a list or export page, not decoded: for bindings that decode a page at a time
+/// into their own objects, yet hand records out one by one through a [`RecordStream`] (so the
+/// stream keeps the checkpoint). The records of one page share its body.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RawRecord {
+    /// The JSON body of the record's page, untouched; the same `Bytes` (same `as_ptr`) for
+    /// every record of the page.
+    pub page: Bytes,
+    /// The record's place in the page's `data`.
+    pub index: usize,
+    /// How many records the page holds.
+    pub page_len: usize,
+}
+
+/// The records of a page as [`RawRecord`]s.
+fn raw_records(body: &Bytes, len: usize) -> Vec<RawRecord> {
+    (0..len).map(|index| RawRecord { page: body.clone(), index, page_len: len }).collect()
 }
 
 fn push_param(params: &mut Vec<(String, String)>, key: String, value: String) {
@@ -415,6 +671,16 @@ impl<T: DeserializeOwned + Send + 'static> Paginate<T> {
         PageStream::new(fetch, first)
     }
 
+    /// Every record, undecoded (see [`RawRecord`]): the records are counted, not built.
+    pub fn raw_records(self) -> RecordStream<RawRecord> {
+        let (fetch, first) = self.fetcher(|bytes, url| {
+            let meta: Page<serde::de::IgnoredAny> = decode(bytes, &Method::GET, url)?;
+            let more = meta.has_more && !meta.data.is_empty();
+            Ok((Batch { records: raw_records(bytes, meta.data.len()), checkpoint: None }, more))
+        });
+        RecordStream::new(PageStream::new(fetch, first), None)
+    }
+
     /// Every page, as raw JSON bytes.
     pub fn raw_pages(self) -> PageStream<RawPage> {
         let (fetch, first) = self.fetcher(|bytes, url| {
@@ -455,7 +721,7 @@ struct ExportDecoded<P> {
 /// while let Some(customer) = feed.try_next().await? {
 ///     // upsert `customer`…
 /// }
-/// let next_checkpoint = feed.continue_from().map(str::to_owned);
+/// let next_checkpoint = feed.continue_from();
 /// # Ok(()) }
 /// ```
 #[must_use = "call into_stream() or pages() to read the feed"]
@@ -550,6 +816,23 @@ impl<T: DeserializeOwned + Send + 'static> Export<T> {
             })
         });
         PageStream::new(fetch, first)
+    }
+
+    /// Every record until the feed has caught up, undecoded (see [`RawRecord`]), with the
+    /// checkpoint rule of [`Export::into_stream`]: the records are counted, not built.
+    pub fn raw_records(self) -> ExportStream<RawRecord> {
+        let since = self.since.clone();
+        let (fetch, first) = self.fetcher(|bytes, url| {
+            let meta: ExportPage<serde::de::IgnoredAny> = decode(bytes, &Method::GET, url)?;
+            let len = meta.data.len();
+            Ok(ExportDecoded {
+                has_more: meta.has_more,
+                continue_from: meta.continue_from.clone(),
+                empty: len == 0,
+                page: Batch { records: raw_records(bytes, len), checkpoint: meta.continue_from },
+            })
+        });
+        RecordStream::new(PageStream::new(fetch, first), since)
     }
 
     /// Every page as raw JSON bytes, with its `continue_from`.

@@ -194,6 +194,7 @@ proptest! {
             let e = redirect_error(status, &headers, "https://api.example.com/crm/v2/tenant/1/x", who);
             prop_assert_eq!(e.code(), ErrorCode::Redirect);
             let text = e.to_string();
+            prop_assert!(!text.contains("redirect to null"), "{}", text);
             for mark in ["PW-MARK", "PATH-MARK", "QUERY-MARK", "FRAG-MARK"] {
                 prop_assert!(!text.contains(mark), "{} in {}", mark, text);
             }

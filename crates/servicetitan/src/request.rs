@@ -654,8 +654,11 @@ pub(crate) fn redirect_error(status: StatusCode, headers: &HeaderMap, request_ur
             .to_str()
             .ok()
             .and_then(|l| reqwest::Url::parse(request_url).ok()?.join(l.trim()).ok())
-            .filter(|u| u.has_host())
-            .map(|u| u.origin().ascii_serialization())
+            .and_then(|u| {
+                let host = u.host_str().filter(|h| !h.is_empty())?;
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                Some(server_text(&format!("{}://{host}{port}", u.scheme())))
+            })
             .unwrap_or_else(|| "an unreadable Location".to_owned()),
     };
     let (what, sent, setting) = match who {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use servicetitan::{ErrorCode, ExportPage, Page};
@@ -74,7 +74,7 @@ async fn an_export_delivers_every_record_once_and_resumes_from_its_checkpoint() 
     assert_unique(&all_ids);
 
     // Stop half way through the third page, as a crashed sync would.
-    let mut feed = t.export::<Value>("crm/customers").into_stream();
+    let feed = t.export::<Value>("crm/customers").into_stream();
     assert_eq!(feed.continue_from(), None);
     let mut before = Vec::new();
     let mut checkpoint = None;
@@ -82,11 +82,11 @@ async fn an_export_delivers_every_record_once_and_resumes_from_its_checkpoint() 
         before.push(feed.next().await.unwrap().unwrap());
         if i == 1999 {
             // The second page has been handed out whole.
-            checkpoint = feed.continue_from().map(str::to_owned);
+            checkpoint = feed.continue_from();
         }
     }
     assert!(checkpoint.is_some());
-    assert_eq!(feed.continue_from().map(str::to_owned), checkpoint, "a half-read page is not checkpointed");
+    assert_eq!(feed.continue_from(), checkpoint, "a half-read page is not checkpointed");
     drop(feed);
 
     let resumed: Vec<Value> =
@@ -101,7 +101,7 @@ async fn an_export_delivers_every_record_once_and_resumes_from_its_checkpoint() 
     // Caught up: the final checkpoint yields nothing new.
     let mut feed = t.export::<Value>("crm/customers").since(checkpoint).into_stream();
     while feed.try_next().await.unwrap().is_some() {}
-    let end = feed.continue_from().unwrap().to_owned();
+    let end = feed.continue_from().unwrap();
     let after: Vec<Value> = t.export("crm/customers").since(end).into_stream().try_collect().await.unwrap();
     assert!(after.is_empty());
 
@@ -134,7 +134,7 @@ async fn the_next_page_is_fetched_while_this_one_is_consumed_and_no_further() {
     let client = builder(&sandbox).build().unwrap();
     let t = tenant(&client, &sandbox, 0);
     let route = "GET crm/v2/tenant/{tenant}/export/customers";
-    let mut feed = t.export::<Value>("crm/customers").into_stream();
+    let feed = t.export::<Value>("crm/customers").into_stream();
     feed.next().await.unwrap().unwrap();
     // The caller sits on the first record: the second page arrives meanwhile, the third is
     // not asked for.
@@ -156,7 +156,7 @@ async fn a_failed_page_ends_the_stream_with_the_error() {
     let sandbox = start(unlimited()).await;
     let client = builder(&sandbox).build().unwrap();
     let t = tenant(&client, &sandbox, 3); // crm scope only
-    let mut jobs = t.paginate::<Value>("jpm/jobs").into_stream();
+    let jobs = t.paginate::<Value>("jpm/jobs").into_stream();
     let e = jobs.next().await.unwrap().unwrap_err();
     assert_eq!(e.code(), ErrorCode::PermissionDenied);
     assert!(jobs.next().await.is_none());
@@ -169,7 +169,7 @@ async fn a_page_size_of_zero_is_refused_before_any_request() {
     let sandbox = start(unlimited()).await;
     let client = builder(&sandbox).build().unwrap();
     let tenant = tenant(&client, &sandbox, 0);
-    let mut stream = tenant.paginate::<Value>("crm/customers").page_size(0).into_stream();
+    let stream = tenant.paginate::<Value>("crm/customers").page_size(0).into_stream();
     let e = stream.next().await.expect("an item").expect_err("refused");
     assert_eq!(e.code(), ErrorCode::Configuration, "{e}");
     assert_eq!(e.argument(), Some("page_size"), "{e}");

@@ -35,10 +35,15 @@ impl TokenStore for PanickyStore {
     }
 
     fn put<'a>(&'a self, key: &'a TokenKey, token: &'a CachedToken) -> BoxFuture<'a, servicetitan::Result<()>> {
-        if take_one(&self.put_panics) {
-            panic!("the token store broke while writing");
-        }
-        self.tokens.put(key, token)
+        Box::pin(async move {
+            if take_one(&self.put_panics) {
+                // Slowly, as a store across the network would: every caller of the test has
+                // joined the fetch by then (one arriving after a failed fetch starts another).
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                panic!("the token store broke while writing");
+            }
+            self.tokens.put(key, token).await
+        })
     }
 
     fn remove_if<'a>(&'a self, key: &'a TokenKey, token: &'a Secret) -> BoxFuture<'a, servicetitan::Result<()>> {

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use servicetitan::{Client, Error, Method, Tenant, TenantCredentials};
 use servicetitan_sandbox::{Fault, Sandbox, SandboxConfig};
@@ -657,7 +656,7 @@ impl Run {
         let path = text(required(args, "path", "paginate")?, "paginate path")?;
         let page_size =
             u32::try_from(uint_key(args, "page_size", "paginate")?).map_err(|e| format!("page_size: {e}"))?;
-        let mut stream =
+        let stream =
             tenant.paginate::<Value>(path).param_pairs(params(args, "paginate")?).page_size(page_size).into_stream();
         let mut records = Vec::new();
         while let Some(record) = stream.next().await {
@@ -675,12 +674,12 @@ impl Run {
         let id_of = |r: &Value| r.get("id").map(Value::to_string).ok_or_else(|| format!("a record without an id: {r}"));
 
         let mut everything = HashSet::new();
-        let mut full = tenant.export::<Value>(path).into_stream();
+        let full = tenant.export::<Value>(path).into_stream();
         while let Some(record) = full.next().await {
             everything.insert(id_of(&record.map_err(|e| self.failed_call("the full export", e))?)?);
         }
 
-        let mut feed = tenant.export::<Value>(path).into_stream();
+        let feed = tenant.export::<Value>(path).into_stream();
         if let Some(c) = feed.continue_from() {
             return Err(format!("a new feed already has a checkpoint: {c:?}"));
         }
@@ -693,17 +692,17 @@ impl Run {
                 None => break,
             }
             if n == checkpoint_after {
-                checkpoint = feed.continue_from().map(str::to_owned);
+                checkpoint = feed.continue_from();
             }
         }
         let Some(checkpoint) = checkpoint else {
             return Err(format!("no checkpoint after record {checkpoint_after} (read {})", before.len()));
         };
-        let moved = feed.continue_from() != Some(checkpoint.as_str());
+        let moved = feed.continue_from().as_deref() != Some(checkpoint.as_str());
         drop(feed);
 
         let mut combined: Vec<String> = before.into_iter().take(checkpoint_after).collect();
-        let mut resumed = tenant.export::<Value>(path).since(checkpoint).into_stream();
+        let resumed = tenant.export::<Value>(path).since(checkpoint).into_stream();
         while let Some(record) = resumed.next().await {
             combined.push(id_of(&record.map_err(|e| self.failed_call("the resumed feed", e))?)?);
         }
