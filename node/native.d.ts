@@ -194,6 +194,13 @@ export interface NativeResponse {
  */
 export declare function panicForTests(inCall: boolean): Promise<void>
 
+/**
+ * The engine's settings schema as Node names them: `[option, environment variable]` for every
+ * setting `new Client()` takes (`rateLimit.calls` is `calls` in the `rateLimit` object). The
+ * package's tests check each option against the wrapper.
+ */
+export declare function settings(): Array<Array<string>>
+
 /** What `take()` returns when nothing is buffered: await `fill()`, then take again. */
 export declare const TAKE_EMPTY: number
 

@@ -843,5 +843,6 @@ module.exports.NativeTenant = nativeBinding.NativeTenant
 module.exports.engineVersion = nativeBinding.engineVersion
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.panicForTests = nativeBinding.panicForTests
+module.exports.settings = nativeBinding.settings
 module.exports.TAKE_EMPTY = nativeBinding.TAKE_EMPTY
 module.exports.TAKE_END = nativeBinding.TAKE_END

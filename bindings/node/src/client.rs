@@ -139,20 +139,31 @@ impl NativeClient {
         if let Some(v) = o.api_url {
             b = b.api_url(v);
         }
-        if let (Some(calls), Some(period)) = (o.rate_limit_calls, o.rate_limit_period_ms) {
-            b = b.rate_limit(calls, millis("rateLimit.periodMs", period)?);
+        // Each half of a pair on its own: the engine takes a missing one from its environment
+        // variable, then its default.
+        if let Some(v) = o.rate_limit_calls {
+            b = b.rate_limit_calls(v);
+        }
+        if let Some(v) = o.rate_limit_period_ms {
+            b = b.rate_limit_period(millis("rateLimit.periodMs", v)?);
         }
         if let Some(v) = o.rate_limit_margin_ms {
             b = b.rate_limit_margin(millis("rateLimit.marginMs", v)?);
         }
-        if let (Some(calls), Some(period)) = (o.report_rate_limit_calls, o.report_rate_limit_period_ms) {
-            b = b.report_rate_limit(calls, millis("reportRateLimit.periodMs", period)?);
+        if let Some(v) = o.report_rate_limit_calls {
+            b = b.report_rate_limit_calls(v);
+        }
+        if let Some(v) = o.report_rate_limit_period_ms {
+            b = b.report_rate_limit_period(millis("reportRateLimit.periodMs", v)?);
         }
         if let Some(v) = o.max_attempts {
             b = b.max_attempts(v);
         }
-        if let (Some(base), Some(max)) = (o.backoff_base_ms, o.backoff_max_ms) {
-            b = b.backoff(millis("backoff.baseMs", base)?, millis("backoff.maxMs", max)?);
+        if let Some(v) = o.backoff_base_ms {
+            b = b.backoff_base(millis("backoff.baseMs", v)?);
+        }
+        if let Some(v) = o.backoff_max_ms {
+            b = b.backoff_max(millis("backoff.maxMs", v)?);
         }
         if let Some(v) = o.timeout_ms {
             b = b.timeout(millis("timeoutMs", v)?);

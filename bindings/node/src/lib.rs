@@ -28,6 +28,14 @@ pub fn error_codes() -> Vec<String> {
     servicetitan::ErrorCode::ALL.iter().map(|code| code.as_str().to_owned()).collect()
 }
 
+/// The engine's settings schema as Node names them: `[option, environment variable]` for every
+/// setting `new Client()` takes (`rateLimit.calls` is `calls` in the `rateLimit` object). The
+/// package's tests check each option against the wrapper.
+#[napi]
+pub fn settings() -> Vec<Vec<String>> {
+    servicetitan::settings::SETTINGS.iter().filter_map(|s| Some(vec![s.node?.to_owned(), s.env.to_owned()])).collect()
+}
+
 /// Panics on purpose inside the guards of every entry point (`guard.rs`), synchronously or in a
 /// spawned call, so that the package's tests can show what a panic turns into. Not part of the
 /// package's API.

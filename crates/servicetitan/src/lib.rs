@@ -71,6 +71,7 @@ mod reports;
 mod request;
 pub mod retry;
 mod route;
+pub mod settings;
 mod sync;
 mod tenant;
 

@@ -1129,22 +1129,27 @@ fn make_client(sandbox: &Sandbox, settings: &Obj) -> Result<Result<Client, Error
             b = b.disable_rate_limits();
         }
     }
-    // The builder takes calls and period together; a missing half is the engine's default, as
-    // in the Python binding.
-    let (rate_calls, rate_period) = (calls("rate_limit_calls")?, ms("rate_limit_period_ms")?);
-    if rate_calls.is_some() || rate_period.is_some() {
-        b = b.rate_limit(rate_calls.unwrap_or(60), rate_period.unwrap_or(Duration::from_secs(1)));
+    // Each half of a pair on its own, as in every language.
+    if let Some(n) = calls("rate_limit_calls")? {
+        b = b.rate_limit_calls(n);
     }
-    let (report_calls, report_period) = (calls("report_rate_limit_calls")?, ms("report_rate_limit_period_ms")?);
-    if report_calls.is_some() || report_period.is_some() {
-        b = b.report_rate_limit(report_calls.unwrap_or(5), report_period.unwrap_or(Duration::from_secs(60)));
+    if let Some(d) = ms("rate_limit_period_ms")? {
+        b = b.rate_limit_period(d);
+    }
+    if let Some(n) = calls("report_rate_limit_calls")? {
+        b = b.report_rate_limit_calls(n);
+    }
+    if let Some(d) = ms("report_rate_limit_period_ms")? {
+        b = b.report_rate_limit_period(d);
     }
     if let Some(n) = calls("max_attempts")? {
         b = b.max_attempts(n);
     }
-    let (base, cap) = (ms("backoff_base_ms")?, ms("backoff_max_ms")?);
-    if base.is_some() || cap.is_some() {
-        b = b.backoff(base.unwrap_or(Duration::from_millis(250)), cap.unwrap_or(Duration::from_secs(20)));
+    if let Some(d) = ms("backoff_base_ms")? {
+        b = b.backoff_base(d);
+    }
+    if let Some(d) = ms("backoff_max_ms")? {
+        b = b.backoff_max(d);
     }
     if let Some(d) = ms("attempt_timeout_ms")? {
         b = b.attempt_timeout(d);
