@@ -331,3 +331,40 @@ impl RedisBackend {
         Self::new(settings, Arc::new(SystemClock))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(error: redis::RedisError) -> String {
+        match classify(Sent::Redis, &answer_of(&error), SystemTime::UNIX_EPOCH, Duration::ZERO) {
+            Outcome::Resend { cause, .. } => format!("resend {cause:?}"),
+            Outcome::Fail { cause, .. } => format!("fail {cause:?}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn redis_failures_are_classified_like_any_other() {
+        let io = |kind| redis::RedisError::from(std::io::Error::new(kind, "x"));
+        assert_eq!(outcome(io(std::io::ErrorKind::ConnectionRefused)), "resend Transport(Refused)");
+        assert_eq!(outcome(io(std::io::ErrorKind::ConnectionReset)), "resend Transport(Reset)");
+        assert_eq!(outcome(io(std::io::ErrorKind::TimedOut)), "resend Transport(Timeout)");
+        let dns = std::io::Error::other("failed to lookup address information: Name or service not known");
+        assert_eq!(outcome(redis::RedisError::from(dns)), "fail Transport(NameNotResolved)");
+        let refused = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert_eq!(outcome(refused), "fail RedisError");
+    }
+
+    #[tokio::test]
+    async fn a_redis_host_that_does_not_resolve_fails_without_waiting() {
+        let settings =
+            RedisSettings::new("redis://cache.sandbox.invalid:6379/0").unwrap().wait(Duration::from_secs(30));
+        let backend = RedisBackend::connect_lazily(settings).unwrap();
+        let started = std::time::Instant::now();
+        let e = backend.try_admit("k", None, None).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert_eq!(e.code(), ErrorCode::Connection);
+        assert!(e.to_string().contains("could not be reached") && e.to_string().contains("ST_REDIS_URL"), "{e}");
+    }
+}
