@@ -49,6 +49,8 @@ class ConfigurationError extends ServiceTitanError {
 class DecodeError extends ServiceTitanError {}
 class RedirectError extends ServiceTitanError {}
 class InternalError extends ServiceTitanError {}
+/** A webhook delivery failed verification (no signature, a wrong one, or a body that is not an event). */
+class WebhookVerificationError extends ServiceTitanError {}
 
 /** code -> class, in the order of the README's error table. */
 const CLASSES = {
@@ -65,6 +67,7 @@ const CLASSES = {
   decode: DecodeError,
   redirect: RedirectError,
   internal: InternalError,
+  webhook: WebhookVerificationError,
 }
 for (const [code, cls] of Object.entries(CLASSES)) {
   // A static code, so that `new NotFoundError('…')` in a user's own test double is complete.
@@ -142,6 +145,15 @@ function fromNative(err) {
   return new cls(message, fields)
 }
 
+/** Runs a call into the addon, its errors turned into the package's classes. */
+function callNative(fn) {
+  try {
+    return fn()
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
 module.exports = {
   ServiceTitanError,
   AuthenticationError,
@@ -157,6 +169,8 @@ module.exports = {
   DecodeError,
   RedirectError,
   InternalError,
+  WebhookVerificationError,
   ERROR_CLASSES: CLASSES,
   fromNative,
+  callNative,
 }

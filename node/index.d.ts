@@ -3,8 +3,10 @@
 // see are declared here, once.
 
 import type { ClientStats } from './native'
+import type { SandboxWebhookDelivery, SandboxWebhookSubscription } from './webhooks'
 
 export type { ClientStats }
+export * from './webhooks'
 
 /** A value the query string carries as text (finite numbers, valid dates, valid Unicode). */
 export type QueryValue = string | number | bigint | boolean | Date
@@ -273,6 +275,18 @@ export interface SandboxOptions {
   exportPageSize?: number
   /** Latency added to every API call, in ms (default 0). */
   latencyMs?: number
+  /** How long an asynchronous report query takes, in ms: 0 (default) answers at once, more answers 202 with a token. */
+  reportQueryMs?: number
+  /** Multiplies the webhook retry delays (10, 30, 60, 300 s); 0.01 for quick tests (default 1). */
+  webhookTimeScale?: number
+  /** The retry delays in seconds (default `[10, 30, 60, 300]`). */
+  webhookRetryDelaysSecs?: number[]
+  /** Timeout of one delivery attempt, in ms (default 10 000). */
+  webhookTimeoutMs?: number
+  /** The signature header of deliveries (default `X-ServiceTitan-Signature`). */
+  webhookSignatureHeader?: string
+  /** `'hex'` (default) or `'base64'`. */
+  webhookSignatureEncoding?: 'hex' | 'base64'
 }
 
 export interface SandboxLimit {
@@ -324,6 +338,8 @@ export interface SandboxStats {
   faultsFired: number
   /** Requests per `'METHOD route-template'`, e.g. `'GET crm/v2/tenant/{tenant}/customers'`. */
   routes: Record<string, number>
+  /** Asynchronous report queries: answered 202, polls while pending and with data, cancelled. */
+  reportQueries: { started: number; pendingPolls: number; completedPolls: number; deleted: number }
 }
 
 /** A local ServiceTitan running inside this process. It never keeps the process alive. */
@@ -342,6 +358,18 @@ export declare class Sandbox {
   addFault(fault: SandboxFault): void
   clearFaults(): void
   revokeTokens(): void
+  /**
+   * Subscribes `url` to a tenant's webhook events: creating or updating a customer then delivers
+   * a signed CloudEvent, retried after 10, 30, 60, 300 s times `webhookTimeScale`. Returns its id.
+   */
+  registerWebhook(subscription: SandboxWebhookSubscription): number
+  webhookSubscriptions(): Array<{ id: number; tenant: number; url: string; key: '***'; events: string[] }>
+  clearWebhooks(): void
+  webhookDeliveries(): SandboxWebhookDelivery[]
+  /** Sends an event again with the same id and body, as a portal replay does; returns the deliveries started. */
+  replayWebhook(eventId: string): number
+  /** Sends an event to a tenant's subscribers (default: the first tenant); returns its id. */
+  sendWebhookEvent(event: { type: string; data?: unknown; tenantId?: number }): string
   close(): Promise<void>
 }
 
@@ -369,6 +397,7 @@ export type ErrorCode =
   | 'decode'
   | 'redirect'
   | 'internal'
+  | 'webhook'
 
 /** Every failure of a call. Never carries a secret. */
 export declare class ServiceTitanError extends Error {
@@ -423,6 +452,8 @@ export declare class DecodeError extends ServiceTitanError { static readonly cod
 export declare class RedirectError extends ServiceTitanError { static readonly code: 'redirect' }
 /** A bug in the client, caught: this call failed, the client stays usable. */
 export declare class InternalError extends ServiceTitanError { static readonly code: 'internal' }
+/** A webhook delivery failed verification: no signature, one that does not match the body, or a body that is not an event. */
+export declare class WebhookVerificationError extends ServiceTitanError { static readonly code: 'webhook' }
 
 /** The version of the engine the addon was built from. */
 export declare function engineVersion(): string

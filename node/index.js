@@ -7,18 +7,12 @@ const native = require('./native.js')
 const errors = require('./errors.js')
 const { flatQuery } = require('./convert.js')
 const opts = require('./options.js')
+const webhooks = require('./webhooks.js')
 
-const { fromNative } = errors
+const { fromNative, callNative } = errors
 const { wholeNumber } = opts
 
 /** Calls into the addon, turning its errors into the public classes. */
-function callNative(fn) {
-  try {
-    return fn()
-  } catch (err) {
-    throw fromNative(err)
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Calls
@@ -445,6 +439,12 @@ class Sandbox {
       unauthorized: s.unauthorized,
       faultsFired: s.faults_fired,
       routes: s.routes,
+      reportQueries: {
+        started: s.report_queries.started,
+        pendingPolls: s.report_queries.pending_polls,
+        completedPolls: s.report_queries.completed_polls,
+        deleted: s.report_queries.deleted,
+      },
     }
   }
 
@@ -470,6 +470,26 @@ class Sandbox {
   /** Makes every token issued so far invalid, as a credential rotation would. */
   revokeTokens() {
     callNative(() => this.#native.revokeTokens())
+  }
+
+  // Webhooks (see webhooks.js): subscriptions, deliveries with their attempts, replays.
+  registerWebhook(subscription) {
+    return webhooks.sandbox.register(this.#native, this.#config, subscription)
+  }
+  webhookSubscriptions() {
+    return webhooks.sandbox.subscriptions(this.#native)
+  }
+  clearWebhooks() {
+    callNative(() => this.#native.clearWebhooks())
+  }
+  webhookDeliveries() {
+    return webhooks.sandbox.deliveries(this.#native)
+  }
+  replayWebhook(eventId) {
+    return callNative(() => this.#native.replayWebhook(eventId))
+  }
+  sendWebhookEvent(event) {
+    return webhooks.sandbox.send(this.#native, this.#config, event)
   }
 
   /** Stops the server. Closing twice is harmless. */
@@ -502,5 +522,10 @@ module.exports = {
   DecodeError: errors.DecodeError,
   RedirectError: errors.RedirectError,
   InternalError: errors.InternalError,
+  WebhookVerificationError: errors.WebhookVerificationError,
+  verifyWebhook: webhooks.verifyWebhook,
+  signWebhook: webhooks.signWebhook,
+  WebhookReceiver: webhooks.WebhookReceiver,
+  webhookHandler: webhooks.webhookHandler,
   engineVersion: native.engineVersion,
 }

@@ -19,6 +19,11 @@ export const {
   APIConnectionError,
   ConfigurationError,
   DecodeError,
+  WebhookVerificationError,
+  verifyWebhook,
+  signWebhook,
+  WebhookReceiver,
+  webhookHandler,
   engineVersion,
 } = cjs
 

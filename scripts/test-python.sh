@@ -29,7 +29,8 @@ step "installing build and test tools"
 "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
 "$PY" -m pip install -q --disable-pip-version-check \
     "maturin>=1.16,<2" "pytest>=8" "pytest-asyncio>=1" "hypothesis>=6.100" "mypy>=1.10" "ruff>=0.5" \
-    "httpx>=0.27" "requests>=2.31" "types-requests" "orjson>=3.9"  # type-checking benches/python
+    "httpx>=0.27" "requests>=2.31" "types-requests" "orjson>=3.9" \
+    "fastapi>=0.110" "uvicorn>=0.29"  # benches/python type checks; the README's FastAPI webhook example
 
 step "building servicetitan (dev profile) into $VENV"
 # maturin develop installs the package in editable mode: python/servicetitan plus the freshly

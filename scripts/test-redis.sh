@@ -48,6 +48,7 @@ echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') o
 # --nocapture: a suite that skipped prints why, and the grep below turns a skip into a failure.
 out="$workdir/rust.log"
 cargo test -p servicetitan --test redis_limiter --test redis_tokens --test redis_restart --test redis_processes \
+  --test redis_webhooks \
   -- --nocapture 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 [ "$status" = 0 ] || exit "$status"
@@ -57,11 +58,11 @@ if grep -q '^skipped: ST_TEST_REDIS_URL' "$out"; then
 fi
 
 # The packages' own Redis tests (each skips without ST_TEST_REDIS_URL; here it is set).
-"$ST_TEST_PYTHON" -m pytest -q -p no:cacheprovider python/tests/test_redis.py -rs 2>&1 | tee "$workdir/py.log"
+"$ST_TEST_PYTHON" -m pytest -q -p no:cacheprovider python/tests/test_redis.py python/tests/test_webhooks.py::test_receivers_sharing_redis_hand_an_event_over_once_between_them -rs 2>&1 | tee "$workdir/py.log"
 if grep -qi 'skipped' "$workdir/py.log"; then
   echo "test-redis.sh: the Python Redis test skipped" >&2
   exit 1
 fi
-(cd node && node --test test/redis.test.js)
+(cd node && node --test test/redis.test.js test/webhooks.test.js)
 
 echo "redis suites passed"

@@ -20,6 +20,7 @@ const TABLE = [
   ['decode', 'DecodeError'],
   ['redirect', 'RedirectError'],
   ['internal', 'InternalError'],
+  ['webhook', 'WebhookVerificationError'],
 ]
 
 test('every code of the engine has its class under ServiceTitanError', () => {

@@ -14,7 +14,7 @@ Python face. Quick start against the bundled sandbox::
 
 from __future__ import annotations
 
-from . import errors
+from . import errors, webhooks
 from ._native import AsyncClient, AsyncRecords, AsyncTenant, Client, Records, Sandbox, Tenant, __version__
 from .errors import (
     APIConnectionError,
@@ -31,6 +31,7 @@ from .errors import (
     RedirectError,
     ServerError,
     ServiceTitanError,
+    WebhookVerificationError,
 )
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "ServerError",
     "ServiceTitanError",
     "Tenant",
+    "WebhookVerificationError",
     "__version__",
     "errors",
+    "webhooks",
 ]

@@ -13,12 +13,15 @@ __all__ = [
     "Records",
     "Sandbox",
     "Tenant",
+    "WebhookReceiver",
     "__version__",
     "_after_fork_in_child",
     "_at_exit",
     "_panic_for_test",
     "error_codes",
     "settings",
+    "sign_webhook",
+    "verify_webhook",
 ]
 __version__: str
 
@@ -355,12 +358,71 @@ class Sandbox:
 
     def clear_faults(self) -> None: ...
     def revoke_tokens(self) -> None: ...
+    def register_webhook(
+        self, url: str, key: str, *, tenant_id: Optional[int] = None, events: Optional[List[str]] = None
+    ) -> int:
+        """Subscribes ``url`` (``http://``) to a tenant's webhook events (default: the first
+        tenant), signed with ``key``; customers created or updated are delivered as signed
+        CloudEvents, failed deliveries retried after 10, 30, 60, 300 s times ``webhook_time_scale``."""
+
+    def webhook_subscriptions(self) -> List[Dict[str, Any]]: ...
+    def clear_webhooks(self) -> None: ...
+    def webhook_deliveries(self) -> List[Dict[str, Any]]:
+        """Every delivery: ``event_id``, ``type``, ``tenant``, ``url``, ``state`` (``pending``,
+        ``delivered``, ``failed``), ``replay``, ``attempts`` (``at_ms``, ``status``, ``error``)."""
+
+    def replay_webhook(self, event_id: str) -> int:
+        """Sends an event again, same id and body, as a replay from the developer portal does."""
+
+    def send_webhook_event(self, event_type: str, data: _JSON = None, *, tenant_id: Optional[int] = None) -> str:
+        """Sends an event to a tenant's subscribers; returns its id."""
+
     @property
     def closed(self) -> bool: ...
     def close(self) -> None:
         """Stops the server (idempotent); leaving a ``with`` block does it too."""
     def __enter__(self) -> Sandbox: ...
     def __exit__(self, *_exc: object) -> bool: ...
+
+_Body = Union[bytes, bytearray, memoryview, str]
+_Headers = Any  # a mapping or (name, value) pairs, str or bytes: see servicetitan.webhooks.Headers
+
+def verify_webhook(
+    body: _Body,
+    headers: _Headers,
+    key: str,
+    *,
+    signature_header: Optional[str] = None,
+    encoding: Optional[str] = None,
+    envelope: Optional[str] = None,
+) -> Dict[str, Any]: ...
+def sign_webhook(body: _Body, key: str, *, encoding: Optional[str] = None) -> str: ...
+
+@final
+class WebhookReceiver:
+    """Verifies and deduplicates webhook deliveries (see ``servicetitan.webhooks.Receiver``)."""
+
+    def __new__(
+        cls,
+        key: Optional[str] = None,
+        *,
+        signature_header: Optional[str] = None,
+        encoding: Optional[str] = None,
+        envelope: Optional[str] = None,
+        dedupe_ttl: Optional[float] = None,
+        max_body_bytes: Optional[int] = None,
+        redis_url: Optional[str] = None,
+        redis_key_prefix: Optional[str] = None,
+    ) -> WebhookReceiver: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    def too_large(self) -> tuple[int, bytes]: ...
+    def receive(self, body: _Body, headers: _Headers) -> tuple[int, bytes, Optional[Dict[str, Any]], bool]: ...
+    def receive_async(
+        self, body: _Body, headers: _Headers
+    ) -> Awaitable[tuple[int, bytes, Optional[Dict[str, Any]], bool]]: ...
+    def release(self, event: Mapping[str, Any]) -> None: ...
+    def release_async(self, event: Mapping[str, Any]) -> Awaitable[None]: ...
 
 def _after_fork_in_child() -> None: ...
 def _panic_for_test(boundary: str) -> Any:

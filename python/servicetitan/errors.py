@@ -32,6 +32,7 @@ __all__ = [
     "RedirectError",
     "ServerError",
     "ServiceTitanError",
+    "WebhookVerificationError",
 ]
 
 
@@ -174,6 +175,14 @@ class InternalError(ServiceTitanError):
     code = "internal"
 
 
+class WebhookVerificationError(ServiceTitanError):
+    """A webhook delivery failed verification: no signature header, a signature that does not
+    match the body (changed on the way, or signed with another key), or a signed body that is
+    not an event. The message says which; it never contains the key or the expected signature."""
+
+    code = "webhook"
+
+
 CLASSES_BY_CODE: Dict[str, Type[ServiceTitanError]] = {
     cls.code: cls
     for cls in (
@@ -190,5 +199,6 @@ CLASSES_BY_CODE: Dict[str, Type[ServiceTitanError]] = {
         DecodeError,
         RedirectError,
         InternalError,
+        WebhookVerificationError,
     )
 }

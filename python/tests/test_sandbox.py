@@ -103,4 +103,5 @@ def test_errors_pickle_with_their_fields() -> None:
         "decode",
         "redirect",
         "internal",
+        "webhook",
     }

@@ -48,7 +48,8 @@ pub struct NativeClientOptions {
     pub redis_url: Option<String>,
     /// Prefix of the Redis keys (`ST_REDIS_KEY_PREFIX`, default `servicetitan`).
     pub redis_key_prefix: Option<String>,
-    /// 32-byte key (hex or base64) encrypting the tokens cached in Redis (`ST_REDIS_TOKEN_KEY`).
+    /// A 32-byte key (hex or base64) combined with the key derived from each client secret to seal
+    /// the tokens cached in Redis, which are encrypted either way (`ST_REDIS_TOKEN_KEY`).
     pub redis_token_key: Option<String>,
     /// On Redis failure, an in-process limit at this share of the budget (`ST_REDIS_FALLBACK_SHARE`).
     pub redis_fallback_share: Option<f64>,

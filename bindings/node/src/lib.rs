@@ -12,6 +12,7 @@ mod json;
 mod logging;
 mod sandbox;
 mod stream;
+mod webhooks;
 
 use napi_derive::napi;
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use napi::{Env, Task};
 use napi_derive::napi;
 use serde_json::Value;
-use servicetitan_sandbox::{BackgroundSandbox, Fault, SandboxConfig};
+use servicetitan_sandbox::{BackgroundSandbox, Fault, SandboxConfig, WebhookSubscription};
 
 use crate::error::configuration;
 use crate::{guard, json};
@@ -93,6 +93,55 @@ impl NativeSandbox {
     #[napi]
     pub fn revoke_tokens(&self) -> napi::Result<()> {
         self.with(|s| s.revoke_tokens())
+    }
+
+    /// Registers a webhook subscription (JSON text of `{ tenant, url, key, events? }`, snake_case); returns
+    /// its id.
+    #[napi]
+    pub fn register_webhook(&self, subscription: String) -> napi::Result<i64> {
+        let subscription: WebhookSubscription = serde_json::from_str(&subscription)
+            .map_err(|e| configuration(format!("invalid webhook subscription: {e}")))?;
+        let id = self
+            .with(|s| s.register_webhook(subscription))?
+            .map_err(|e| configuration(format!("invalid webhook subscription: {e}")))?;
+        Ok(id as i64)
+    }
+
+    /// The webhook subscriptions (keys masked).
+    #[napi]
+    pub fn webhook_subscriptions(&self) -> napi::Result<Value> {
+        self.with(|s| s.webhook_subscriptions())
+    }
+
+    /// Removes every webhook subscription; their pending retries end.
+    #[napi]
+    pub fn clear_webhooks(&self) -> napi::Result<()> {
+        self.with(|s| s.clear_webhooks())
+    }
+
+    /// Every webhook delivery so far, with its attempts (snake_case).
+    #[napi]
+    pub fn webhook_deliveries(&self) -> napi::Result<Value> {
+        let deliveries = self.with(|s| s.webhook_deliveries())?;
+        serde_json::to_value(deliveries).map_err(|e| configuration(format!("deliveries do not serialize: {e}")))
+    }
+
+    /// Sends an event again, same id and body; returns how many deliveries started.
+    #[napi]
+    pub fn replay_webhook(&self, event_id: String) -> napi::Result<u32> {
+        let started = self.with(|s| s.replay_webhook(&event_id))?.map_err(|e| configuration(format!("invalid {e}")))?;
+        Ok(started as u32)
+    }
+
+    /// Sends an event to a tenant's subscribers; returns the event id.
+    #[napi]
+    pub fn send_webhook_event(&self, tenant: i64, event_type: String, data: Option<String>) -> napi::Result<String> {
+        let data = match data {
+            Some(text) => serde_json::from_str(&text).map_err(|e| configuration(format!("invalid event data: {e}")))?,
+            None => Value::Null,
+        };
+        self.with(|s| s.send_webhook_event(tenant, &event_type, data))?
+            .map_err(|e| configuration(format!("invalid webhook event: {e}")))
     }
 
     #[napi(getter)]

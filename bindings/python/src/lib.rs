@@ -14,6 +14,7 @@ mod runtime;
 mod sandbox;
 mod stream;
 mod values;
+mod webhooks;
 
 /// Every error code of the engine, in the order of the README's table: the test suite checks
 /// that `servicetitan.errors` has a class for each one.
@@ -42,6 +43,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::AsyncRecords>()?;
     m.add_class::<stream::Ready>()?;
     m.add_class::<sandbox::Sandbox>()?;
+    webhooks::register(m)?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(panics::_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;

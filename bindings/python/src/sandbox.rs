@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use servicetitan_sandbox::{BackgroundSandbox, Fault, SandboxConfig, TenantConfig};
+use servicetitan_sandbox::{BackgroundSandbox, Fault, SandboxConfig, TenantConfig, WebhookSubscription};
 
 use crate::convert::value_to_py;
 use crate::errors::configuration_error;
@@ -204,6 +204,68 @@ impl Sandbox {
     /// Makes every token issued so far invalid, as a credential rotation would.
     fn revoke_tokens(&self) -> PyResult<()> {
         self.with_server(|s| s.revoke_tokens())
+    }
+
+    /// Subscribes `url` (plain `http://`) to the webhook events of a tenant (default: the
+    /// first), signed with `key` (32 to 64 characters); `events` limits the types sent.
+    /// Creating or updating a customer then delivers a signed CloudEvent; failed deliveries are
+    /// retried after 10, 30, 60 and 300 s times the `webhook_time_scale` option. Returns the
+    /// subscription's id.
+    #[pyo3(signature = (url, key, *, tenant_id=None, events=None))]
+    fn register_webhook(
+        &self,
+        url: String,
+        key: String,
+        tenant_id: Option<i64>,
+        events: Option<Vec<String>>,
+    ) -> PyResult<u64> {
+        let tenant = tenant_id.or_else(|| self.tenants.first().map(|t| t.id)).unwrap_or_default();
+        let subscription = WebhookSubscription { tenant, url, key, events: events.unwrap_or_default() };
+        self.with_server(|s| s.register_webhook(subscription))?
+            .map_err(|e| configuration_error("subscription", format!("invalid webhook subscription: {e}")))
+    }
+
+    /// The webhook subscriptions (keys masked).
+    fn webhook_subscriptions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = self.with_server(|s| s.webhook_subscriptions())?;
+        value_to_py(py, &value)
+    }
+
+    /// Removes every webhook subscription; their pending retries end.
+    fn clear_webhooks(&self) -> PyResult<()> {
+        self.with_server(|s| s.clear_webhooks())
+    }
+
+    /// Every webhook delivery so far: `event_id`, `type`, `tenant`, `url`, `state`
+    /// (`pending`, `delivered`, `failed`), `replay` and `attempts` (`at_ms`, `status`, `error`).
+    fn webhook_deliveries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let deliveries = self.with_server(|s| s.webhook_deliveries())?;
+        let value = serde_json::to_value(deliveries).map_err(|e| configuration_error("deliveries", e.to_string()))?;
+        value_to_py(py, &value)
+    }
+
+    /// Sends an event again with the same id and body, as a replay from the developer portal
+    /// does; returns how many deliveries started.
+    fn replay_webhook(&self, event_id: &str) -> PyResult<usize> {
+        self.with_server(|s| s.replay_webhook(event_id))?.map_err(|e| configuration_error("event_id", e))
+    }
+
+    /// Sends an event of `event_type` with `data` to a tenant's subscribers (default tenant:
+    /// the first); returns the event id.
+    #[pyo3(signature = (event_type, data=None, *, tenant_id=None))]
+    fn send_webhook_event(
+        &self,
+        event_type: &str,
+        data: Option<&Bound<'_, PyAny>>,
+        tenant_id: Option<i64>,
+    ) -> PyResult<String> {
+        let data = match data {
+            Some(d) => crate::values::json_argument(d, "data")?,
+            None => serde_json::Value::Null,
+        };
+        let tenant = tenant_id.or_else(|| self.tenants.first().map(|t| t.id)).unwrap_or_default();
+        self.with_server(|s| s.send_webhook_event(tenant, event_type, data))?
+            .map_err(|e| configuration_error("event", format!("invalid webhook event: {e}")))
     }
 
     /// Whether `close()` was called.

@@ -24,7 +24,12 @@ const MAX_KEY_CHARS: usize = 64;
 /// A `json=` body: dicts (str keys), lists, tuples, str, int (64-bit), float (finite), bool,
 /// None, and dates, datetimes and times (sent as ISO 8601, the format ServiceTitan expects).
 pub(crate) fn json_body(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    crate::panics::catch(|| Walk::new("json", Vec::new()).value(obj))
+    json_argument(obj, "json")
+}
+
+/// Any other JSON argument, its refusals naming `argument` (the same rules as a `json=` body).
+pub(crate) fn json_argument(obj: &Bound<'_, PyAny>, argument: &str) -> PyResult<Value> {
+    crate::panics::catch(|| Walk::new(argument, Vec::new()).value(obj))
 }
 
 /// Report `parameters=`: a dict of names to JSON values, in order.

@@ -123,6 +123,22 @@ pub struct SandboxConfig {
     pub export_page_size: usize,
     /// Latency added to every API call, in milliseconds.
     pub latency_ms: u64,
+    /// Multiplies the webhook retry delays: 1.0 is the real schedule, 0.01 makes the 300 s
+    /// wait 3 s (for tests).
+    pub webhook_time_scale: f64,
+    /// Seconds between a failed webhook delivery and its retries (the real service: 10, 30,
+    /// 60 and 300).
+    pub webhook_retry_delays_secs: Vec<f64>,
+    /// How long one delivery attempt may take before it counts as failed, in milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// The header that carries a delivery's HMAC-SHA256 signature (not published by
+    /// ServiceTitan; provisional).
+    pub webhook_signature_header: String,
+    /// `hex` or `base64`.
+    pub webhook_signature_encoding: String,
+    /// How long an asynchronous report query (`POST …/data/query`) takes, in milliseconds: 0
+    /// answers with the data at once (200), more answers 202 with a token to poll.
+    pub report_query_ms: u64,
 }
 
 impl Default for SandboxConfig {
@@ -142,6 +158,12 @@ impl Default for SandboxConfig {
             seed: 42,
             export_page_size: 5000,
             latency_ms: 0,
+            webhook_time_scale: 1.0,
+            webhook_retry_delays_secs: vec![10.0, 30.0, 60.0, 300.0],
+            webhook_timeout_ms: 10_000,
+            webhook_signature_header: "X-ServiceTitan-Signature".to_string(),
+            webhook_signature_encoding: "hex".to_string(),
+            report_query_ms: 0,
         }
     }
 }
@@ -186,6 +208,21 @@ impl SandboxConfig {
         }
         if self.export_page_size == 0 {
             return Err("export_page_size: expected a positive number".into());
+        }
+        if !(self.webhook_time_scale.is_finite() && self.webhook_time_scale >= 0.0) {
+            return Err("webhook_time_scale: expected a non-negative number".into());
+        }
+        if self.webhook_retry_delays_secs.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
+            return Err("webhook_retry_delays_secs: expected non-negative numbers of seconds".into());
+        }
+        if self.webhook_timeout_ms == 0 {
+            return Err("webhook_timeout_ms: expected a positive number".into());
+        }
+        if http::HeaderName::from_bytes(self.webhook_signature_header.as_bytes()).is_err() {
+            return Err("webhook_signature_header: expected an HTTP header name".into());
+        }
+        if !["hex", "base64"].contains(&self.webhook_signature_encoding.to_ascii_lowercase().as_str()) {
+            return Err("webhook_signature_encoding: expected \"hex\" or \"base64\"".into());
         }
         if self.records > 1_000_000_000 {
             return Err("records: at most 1,000,000,000 per resource".into());

@@ -13,6 +13,8 @@ pub struct Param {
     pub data_type: &'static str,
     pub is_array: bool,
     pub is_required: bool,
+    /// The dynamic value set its values come from (`GET dynamic-value-sets/{id}`).
+    pub dynamic_set: Option<&'static str>,
 }
 
 pub struct Field {
@@ -32,9 +34,12 @@ pub struct Report {
 pub const CATEGORIES: &[(&str, &str)] =
     &[("operations", "Operations"), ("accounting", "Accounting"), ("technician", "Technician")];
 
-const FROM: Param = Param { name: "From", label: "From", data_type: "Date", is_array: false, is_required: true };
-const TO_OPTIONAL: Param = Param { name: "To", label: "To", data_type: "Date", is_array: false, is_required: false };
-const TO: Param = Param { name: "To", label: "To", data_type: "Date", is_array: false, is_required: true };
+const FROM: Param =
+    Param { name: "From", label: "From", data_type: "Date", is_array: false, is_required: true, dynamic_set: None };
+const TO_OPTIONAL: Param =
+    Param { name: "To", label: "To", data_type: "Date", is_array: false, is_required: false, dynamic_set: None };
+const TO: Param =
+    Param { name: "To", label: "To", data_type: "Date", is_array: false, is_required: true, dynamic_set: None };
 
 pub const REPORTS: &[Report] = &[
     Report {
@@ -50,6 +55,7 @@ pub const REPORTS: &[Report] = &[
                 data_type: "Number",
                 is_array: true,
                 is_required: false,
+                dynamic_set: Some("business-units"),
             },
             Param {
                 name: "IncludeAdjustmentInvoices",
@@ -57,6 +63,7 @@ pub const REPORTS: &[Report] = &[
                 data_type: "Boolean",
                 is_array: false,
                 is_required: false,
+                dynamic_set: None,
             },
         ],
         fields: &[
@@ -119,10 +126,29 @@ pub fn metadata(report: &Report) -> Value {
         "modifiedOn": "2026-01-15T08:30:00.000Z",
         "parameters": report.params.iter().map(|p| json!({
             "name": p.name, "label": p.label, "dataType": p.data_type,
-            "isArray": p.is_array, "isRequired": p.is_required, "acceptValues": null,
+            "isArray": p.is_array, "isRequired": p.is_required,
+            "acceptValues": p.dynamic_set.map(|id| json!({"dynamicSetId": id, "fields": dynamic_set_fields(), "values": null})),
         })).collect::<Vec<_>>(),
         "fields": report.fields.iter().map(|f| json!({"name": f.name, "label": f.label, "dataType": f.data_type})).collect::<Vec<_>>(),
     })
+}
+
+/// The rows (`[value, name]`) of a dynamic value set, if the sandbox has it.
+pub fn dynamic_set(id: &str) -> Option<Vec<Value>> {
+    match id {
+        "business-units" => Some(
+            [(1, "Plumbing"), (2, "HVAC"), (3, "Electrical"), (4, "Drains & Sewer"), (5, "Water Heaters")]
+                .iter()
+                .map(|(id, name)| json!([id, name]))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The fields of a dynamic value set's rows.
+pub fn dynamic_set_fields() -> Value {
+    json!([{"name": "Value", "label": "Value"}, {"name": "Name", "label": "Name"}])
 }
 
 /// Checks the `parameters` of a data request against the report; field errors keyed by name.

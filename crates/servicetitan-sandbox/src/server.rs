@@ -28,9 +28,11 @@ use crate::http::{
     bool_param, int_param, json_response, oauth_error, page_envelope, param, query_pairs, Body, Problem,
 };
 use crate::limits::{LimitStats, WindowLimiter};
+use crate::report_queries::{Poll, ReportQueries};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tokens::{TokenIssuer, TokenProblem};
 use crate::util::{mix, mix_all, now_unix_ms, parse_date_ms};
+use crate::webhooks::{Delivery, WebhookSubscription, Webhooks};
 use crate::{data, reports};
 
 /// Largest request body accepted (the service's own limit is not published).
@@ -69,6 +71,8 @@ pub(crate) struct State {
     tenant_limits: Mutex<HashMap<(String, i64), WindowLimiter>>,
     report_limits: Mutex<HashMap<(i64, i64), WindowLimiter>>,
     requests: AtomicU64,
+    webhooks: Arc<Webhooks>,
+    report_queries: Arc<ReportQueries>,
 }
 
 impl State {
@@ -92,11 +96,12 @@ impl State {
         for ((tenant, report), limiter) in self.report_limits.lock().unwrap().iter() {
             reports.entry(format!("{tenant}/{report}")).or_default().merge(&limiter.stats);
         }
-        self.stats.snapshot(tenants, reports)
+        self.stats.snapshot(tenants, reports, self.report_queries.stats())
     }
 
     fn reset_stats(&self) {
         self.stats.reset();
+        self.report_queries.reset_stats();
         for limiter in self.tenant_limits.lock().unwrap().values_mut() {
             limiter.stats = LimitStats::default();
         }
@@ -139,6 +144,7 @@ impl Sandbox {
         let local: SocketAddr = listener.local_addr().map_err(|source| SandboxError::Bind { addr, source })?;
         let catalogue = Catalogue::embedded();
         let nonce = mix_all(&[now_unix_ms() as u64, std::process::id() as u64, local.port() as u64]);
+        let webhooks = Webhooks::new(config.clone(), nonce);
         let state = Arc::new(State {
             store: Store::new(catalogue, config.seed, config.records),
             tokens: TokenIssuer::new(config.seed, nonce),
@@ -150,6 +156,8 @@ impl Sandbox {
             tenant_limits: Mutex::new(HashMap::new()),
             report_limits: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
+            webhooks,
+            report_queries: Arc::new(ReportQueries::new(nonce)),
         });
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(serve(listener, state.clone(), rx));
@@ -208,6 +216,39 @@ impl Sandbox {
         self.state.tokens.revoke_all();
     }
 
+    /// Registers a webhook subscription, as `POST /__sandbox/webhooks` does; returns its id.
+    /// From then on the tenant's events (customers created or updated, events sent with
+    /// [`send_webhook_event`](Self::send_webhook_event)) are delivered to it, signed.
+    pub fn register_webhook(&self, subscription: WebhookSubscription) -> Result<u64, String> {
+        self.state.webhooks.register(subscription)
+    }
+
+    /// The subscriptions (keys masked).
+    pub fn webhook_subscriptions(&self) -> Value {
+        self.state.webhooks.subscriptions()
+    }
+
+    /// Removes every subscription; pending retries to them end.
+    pub fn clear_webhooks(&self) {
+        self.state.webhooks.clear()
+    }
+
+    /// Every delivery so far, with its attempts.
+    pub fn webhook_deliveries(&self) -> Vec<Delivery> {
+        self.state.webhooks.deliveries()
+    }
+
+    /// Sends an event again with the same id and body, as a replay from the developer portal
+    /// does; returns how many deliveries started.
+    pub fn replay_webhook(&self, event_id: &str) -> Result<usize, String> {
+        self.state.webhooks.replay(event_id)
+    }
+
+    /// Sends an event of `tenant` to its subscribers; returns the event id.
+    pub fn send_webhook_event(&self, tenant: i64, event_type: &str, data: Value) -> Result<String, String> {
+        send_event(&self.state, SendEvent { tenant, event_type: event_type.to_owned(), source: None, data })
+    }
+
     /// Stops accepting connections, ends open ones and waits for the server task.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -250,6 +291,7 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: oneshot::
             }
         }
     }
+    state.webhooks.stop();
     connections.shutdown().await;
 }
 
@@ -459,16 +501,18 @@ async fn api(
     if module == "reporting" {
         return reporting(state, method, tenant_id, rest, &pairs, &body);
     }
-    resources(state, method, &module, rest, &pairs, &body, route)
+    resources(state, method, tenant_id, &module, rest, &pairs, &body, route)
 }
 
 fn not_implemented(method: &Method, route: &str) -> Problem {
     Problem::not_found(format!("The sandbox does not implement {method} /{route}."))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn resources(
     state: &State,
     method: &Method,
+    tenant_id: i64,
     module: &str,
     rest: &[&str],
     pairs: &[(String, String)],
@@ -506,6 +550,7 @@ fn resources(
                 m.insert("locations".into(), json!([]));
                 m.insert("contacts".into(), json!([]));
             }
+            customer_event(state, tenant_id, "tn.crm.customer-created", &record);
             Ok(json_response(StatusCode::OK, &record))
         }
         (&Method::PATCH, Some(id), false) if customers => {
@@ -513,11 +558,19 @@ fn resources(
             let fields = validated_body(state, "PATCH", route, body)?;
             store
                 .update(resource, id, fields)
-                .map(|record| json_response(StatusCode::OK, &record))
+                .map(|record| {
+                    customer_event(state, tenant_id, "tn.crm.customer-updated", &record);
+                    json_response(StatusCode::OK, &record)
+                })
                 .ok_or_else(|| Problem::not_found(format!("{} with id {id} was not found.", singular(spec.path))))
         }
         _ => Err(not_implemented(method, route)),
     }
+}
+
+/// Tells the tenant's webhook subscribers about a created or updated customer.
+fn customer_event(state: &State, tenant_id: i64, event_type: &str, record: &Value) {
+    state.webhooks.emit(tenant_id, event_type, &format!("/tenant/{tenant_id}/crm/customers"), record.clone());
 }
 
 fn singular(path: &str) -> String {
@@ -680,43 +733,122 @@ fn reporting(
         }
         (&Method::POST, ["report-category", category, "reports", id, "data"]) => {
             let report = report_of(category, id)?;
-            let page = int_param(pairs, "page", 1, 1..=i64::from(i32::MAX))?;
-            let page_size = int_param(pairs, "pageSize", 1000, 1..=25_000)?;
-            let include_total = bool_param(pairs, "includeTotal")?;
-            let request: Value = serde_json::from_slice(body)
-                .map_err(|e| Problem::bad_request("body", format!("The request body is not valid JSON: {e}.")))?;
-            reports::validate_parameters(report, &request).map_err(|errors| {
-                Problem::new(StatusCode::BAD_REQUEST, "One or more validation errors occurred.").with_errors(errors)
-            })?;
-            {
-                let mut limits = state.report_limits.lock().unwrap();
-                let limiter = limits
-                    .entry((tenant_id, report.id))
-                    .or_insert_with(|| WindowLimiter::new(state.config.report_limit.clone(), state.origin));
-                limiter.try_admit(Instant::now()).map_err(Problem::too_many_requests)?;
+            let shape = page_shape(pairs, None)?;
+            admit_report_run(state, tenant_id, report, body)?;
+            Ok(json_response(StatusCode::OK, &report_page(state, report, shape)))
+        }
+        (&Method::POST, ["report-category", category, "reports", id, "data", "query"]) => {
+            let report = report_of(category, id)?;
+            let shape = page_shape(pairs, None)?;
+            let request = admit_report_run(state, tenant_id, report, body)?;
+            if state.config.report_query_ms == 0 {
+                return Ok(json_response(StatusCode::OK, &report_page(state, report, shape)));
             }
-            let total = state.config.report_rows;
-            let start = (page as u64 - 1).saturating_mul(page_size as u64);
-            let end = (start + page_size as u64).min(total);
-            let rows: Vec<Value> =
-                (start..end.max(start)).map(|i| reports::row(report, state.config.seed, i)).collect();
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({
-                    "page": page,
-                    "pageSize": page_size,
-                    "hasMore": end < total,
-                    "totalCount": include_total.then_some(total),
-                    "fields": report.fields.iter().map(|f| json!({"name": f.name, "label": f.label})).collect::<Vec<_>>(),
-                    "data": rows,
-                }),
-            ))
+            let takes = Duration::from_millis(state.config.report_query_ms);
+            let token = state.report_queries.start(tenant_id, report, shape, takes);
+            if request.get("notifyWhenReady") == Some(&Value::Bool(true)) {
+                notify_when_ready(state, tenant_id, report, &token, takes);
+            }
+            Ok(json_response(StatusCode::ACCEPTED, &json!({"status": "Pending", "token": token})))
+        }
+        (&Method::GET, ["dynamic-value-sets", id]) => {
+            let rows = reports::dynamic_set(id)
+                .ok_or_else(|| Problem::not_found(format!("Dynamic value set '{id}' was not found.")))?;
+            let page = int_param(pairs, "page", 1, 1..=i64::from(i32::MAX))?;
+            let page_size = int_param(pairs, "pageSize", 50, 1..=5000)?;
+            let include_total = bool_param(pairs, "includeTotal")?;
+            let total = rows.len();
+            let start = ((page - 1) * page_size) as usize;
+            let data: Vec<Value> = rows.into_iter().skip(start).take(page_size as usize).collect();
+            let has_more = start + data.len() < total;
+            let mut body = page_envelope(page, page_size, has_more, include_total.then_some(total as u64), data);
+            body["fields"] = reports::dynamic_set_fields();
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        (&Method::GET, ["data-queries", token]) => state.report_queries.poll(tenant_id, token, |poll| match poll {
+            Poll::Missing => Err(Problem::not_found(format!("Data query '{token}' was not found."))),
+            Poll::Deleted => Err(Problem::not_found(format!("Data query '{token}' was cancelled."))),
+            Poll::Pending => Ok(json_response(StatusCode::ACCEPTED, &json!({"status": "Running", "token": token}))),
+            Poll::Ready(query) => {
+                let shape = page_shape(pairs, Some((query.page, query.page_size, query.include_total)))?;
+                Ok(json_response(StatusCode::OK, &report_page(state, query.report, shape)))
+            }
+        }),
+        (&Method::DELETE, ["data-queries", token]) => {
+            if state.report_queries.delete(tenant_id, token) {
+                let mut response = Response::new(Body::new(Bytes::new()));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            } else {
+                Err(Problem::not_found(format!("Data query '{token}' was not found.")))
+            }
         }
         _ => Err(Problem::not_found(format!(
             "The sandbox does not implement {method} /reporting/v2/tenant/{tenant_id}/{}.",
             rest.join("/")
         ))),
     }
+}
+
+/// `page`, `pageSize` (default 1000, at most 25 000) and `includeTotal` of a report data call;
+/// `defaults` are a query's own, for polls that name none.
+fn page_shape(pairs: &[(String, String)], defaults: Option<(i64, i64, bool)>) -> Result<(i64, i64, bool), Problem> {
+    let (page, size, total) = defaults.unwrap_or((1, 1000, false));
+    let page = int_param(pairs, "page", page, 1..=i64::from(i32::MAX))?;
+    let page_size = int_param(pairs, "pageSize", size, 1..=25_000)?;
+    let include_total = if param(pairs, "includeTotal").is_some() { bool_param(pairs, "includeTotal")? } else { total };
+    Ok((page, page_size, include_total))
+}
+
+/// Checks a run's parameters and takes a slot of the report's limit; returns the request body.
+fn admit_report_run(
+    state: &State,
+    tenant_id: i64,
+    report: &'static reports::Report,
+    body: &[u8],
+) -> Result<Value, Problem> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::bad_request("body", format!("The request body is not valid JSON: {e}.")))?;
+    reports::validate_parameters(report, &request).map_err(|errors| {
+        Problem::new(StatusCode::BAD_REQUEST, "One or more validation errors occurred.").with_errors(errors)
+    })?;
+    let mut limits = state.report_limits.lock().unwrap();
+    let limiter = limits
+        .entry((tenant_id, report.id))
+        .or_insert_with(|| WindowLimiter::new(state.config.report_limit.clone(), state.origin));
+    limiter.try_admit(Instant::now()).map_err(Problem::too_many_requests)?;
+    Ok(request)
+}
+
+/// One page of a report's data: positional rows and their fields.
+fn report_page(state: &State, report: &reports::Report, (page, page_size, include_total): (i64, i64, bool)) -> Value {
+    let total = state.config.report_rows;
+    let start = (page as u64 - 1).saturating_mul(page_size as u64);
+    let end = (start + page_size as u64).min(total);
+    let rows: Vec<Value> = (start..end.max(start)).map(|i| reports::row(report, state.config.seed, i)).collect();
+    json!({
+        "page": page,
+        "pageSize": page_size,
+        "hasMore": end < total,
+        "totalCount": include_total.then_some(total),
+        "fields": report.fields.iter().map(|f| json!({"name": f.name, "label": f.label})).collect::<Vec<_>>(),
+        "data": rows,
+    })
+}
+
+/// Sends `tn.rpr.report-data-ready` to the tenant's subscribers when the query is ready, unless
+/// it was cancelled first.
+fn notify_when_ready(state: &State, tenant_id: i64, report: &reports::Report, token: &str, takes: Duration) {
+    let webhooks = state.webhooks.clone();
+    let token = token.to_owned();
+    let data = json!({"token": token, "reportId": report.id, "reportCategory": report.category});
+    let queries = state.report_queries.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(takes).await;
+        if queries.live(&token) {
+            webhooks.emit(tenant_id, "tn.rpr.report-data-ready", &format!("/tenant/{tenant_id}/reporting"), data);
+        }
+    });
 }
 
 fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
@@ -744,6 +876,9 @@ fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Respo
             state.faults.clear();
             ok(json!({"cleared": true}))
         }
+        (_, webhooks) if webhooks == "webhooks" || webhooks.starts_with("webhooks/") => {
+            webhook_control(state, method, webhooks, body)
+        }
         (&Method::POST, "revoke-tokens") => {
             state.tokens.revoke_all();
             ok(json!({"revoked": true}))
@@ -760,6 +895,72 @@ fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Respo
         }
         _ => state.problem(Problem::not_found(format!("No control route {method} /__sandbox/{path}."))),
     }
+}
+
+/// `/__sandbox/webhooks…`: subscriptions, deliveries, replays and events sent on demand.
+fn webhook_control(state: &State, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
+    let bad = |field: &str, e: String| state.problem(Problem::bad_request(field, e));
+    match (method, path) {
+        (&Method::GET, "webhooks") => json_response(StatusCode::OK, &state.webhooks.subscriptions()),
+        (&Method::POST, "webhooks") => {
+            match serde_json::from_slice::<WebhookSubscription>(body).map_err(|e| e.to_string()) {
+                Ok(subscription) => match state.webhooks.register(subscription) {
+                    Ok(id) => json_response(StatusCode::CREATED, &json!({"id": id})),
+                    Err(e) => bad("subscription", e),
+                },
+                Err(e) => bad("subscription", e),
+            }
+        }
+        (&Method::DELETE, "webhooks") => {
+            state.webhooks.clear();
+            json_response(StatusCode::OK, &json!({"cleared": true}))
+        }
+        (&Method::GET, "webhooks/deliveries") => json_response(StatusCode::OK, &state.webhooks.deliveries()),
+        (&Method::POST, "webhooks/replay") => {
+            let event_id = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("event_id").and_then(Value::as_str).map(str::to_owned));
+            let Some(event_id) = event_id else {
+                return bad("event_id", "expected {\"event_id\": \"…\"}".into());
+            };
+            match state.webhooks.replay(&event_id) {
+                Ok(deliveries) => json_response(StatusCode::OK, &json!({"deliveries": deliveries})),
+                Err(e) => state.problem(Problem::not_found(e)),
+            }
+        }
+        (&Method::POST, "webhooks/events") => match serde_json::from_slice::<SendEvent>(body) {
+            Ok(event) => match send_event(state, event) {
+                Ok(id) => json_response(StatusCode::CREATED, &json!({"id": id})),
+                Err(e) => bad("event", e),
+            },
+            Err(e) => bad("event", e.to_string()),
+        },
+        _ => state.problem(Problem::not_found(format!("No control route {method} /__sandbox/{path}."))),
+    }
+}
+
+/// An event sent on demand (`POST /__sandbox/webhooks/events`), e.g. to test a receiver.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendEvent {
+    tenant: i64,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+fn send_event(state: &State, event: SendEvent) -> Result<String, String> {
+    if !state.config.tenants.iter().any(|t| t.id == event.tenant) {
+        return Err(format!("tenant: the sandbox has no tenant {}", event.tenant));
+    }
+    if event.event_type.trim().is_empty() {
+        return Err("type: expected an event type".into());
+    }
+    let source = event.source.unwrap_or_else(|| format!("/tenant/{}", event.tenant));
+    Ok(state.webhooks.emit(event.tenant, &event.event_type, &source, event.data))
 }
 
 /// Runs a sandbox on a thread of its own with its own runtime, for callers that have no tokio
@@ -831,6 +1032,39 @@ impl BackgroundSandbox {
 
     pub fn revoke_tokens(&self) {
         self.state.tokens.revoke_all();
+    }
+
+    /// Registers a webhook subscription, as `POST /__sandbox/webhooks` does; returns its id.
+    /// From then on the tenant's events (customers created or updated, events sent with
+    /// [`send_webhook_event`](Self::send_webhook_event)) are delivered to it, signed.
+    pub fn register_webhook(&self, subscription: WebhookSubscription) -> Result<u64, String> {
+        self.state.webhooks.register(subscription)
+    }
+
+    /// The subscriptions (keys masked).
+    pub fn webhook_subscriptions(&self) -> Value {
+        self.state.webhooks.subscriptions()
+    }
+
+    /// Removes every subscription; pending retries to them end.
+    pub fn clear_webhooks(&self) {
+        self.state.webhooks.clear()
+    }
+
+    /// Every delivery so far, with its attempts.
+    pub fn webhook_deliveries(&self) -> Vec<Delivery> {
+        self.state.webhooks.deliveries()
+    }
+
+    /// Sends an event again with the same id and body, as a replay from the developer portal
+    /// does; returns how many deliveries started.
+    pub fn replay_webhook(&self, event_id: &str) -> Result<usize, String> {
+        self.state.webhooks.replay(event_id)
+    }
+
+    /// Sends an event of `tenant` to its subscribers; returns the event id.
+    pub fn send_webhook_event(&self, tenant: i64, event_type: &str, data: Value) -> Result<String, String> {
+        send_event(&self.state, SendEvent { tenant, event_type: event_type.to_owned(), source: None, data })
     }
 
     /// Stops the server and joins its thread.

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::limits::LimitStats;
+use crate::report_queries::ReportQueryStats;
 
 #[derive(Default)]
 pub struct Stats {
@@ -36,6 +37,8 @@ pub struct StatsSnapshot {
     pub faults_fired: u64,
     /// Requests per `"METHOD route-template"`, e.g. `"GET crm/v2/tenant/{tenant}/customers"`.
     pub routes: BTreeMap<String, u64>,
+    /// Asynchronous report queries: started, polls, cancellations.
+    pub report_queries: ReportQueryStats,
 }
 
 impl Stats {
@@ -69,6 +72,7 @@ impl Stats {
         &self,
         tenants: BTreeMap<String, LimitStats>,
         reports: BTreeMap<String, LimitStats>,
+        report_queries: ReportQueryStats,
     ) -> StatsSnapshot {
         let c = self.inner.lock().unwrap().clone();
         StatsSnapshot {
@@ -79,6 +83,7 @@ impl Stats {
             unauthorized: c.unauthorized,
             faults_fired: c.faults_fired,
             routes: c.routes,
+            report_queries,
         }
     }
 }

@@ -44,11 +44,14 @@ pub enum ErrorCode {
     Redirect,
     /// A bug in this client, caught (a panic): the call fails, the client stays usable.
     Internal,
+    /// A webhook delivery that fails verification: no signature, a wrong one, or a signed body
+    /// that is not an event.
+    Webhook,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the README's error table.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::Authentication,
         ErrorCode::PermissionDenied,
         ErrorCode::NotFound,
@@ -62,6 +65,7 @@ impl ErrorCode {
         ErrorCode::Decode,
         ErrorCode::Redirect,
         ErrorCode::Internal,
+        ErrorCode::Webhook,
     ];
 
     /// The code's stable name, e.g. `"rate_limited"`.
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::Decode => "decode",
             ErrorCode::Redirect => "redirect",
             ErrorCode::Internal => "internal",
+            ErrorCode::Webhook => "webhook",
         }
     }
 }
@@ -373,7 +378,8 @@ mod tests {
                 "configuration",
                 "decode",
                 "redirect",
-                "internal"
+                "internal",
+                "webhook"
             ]
         );
     }

@@ -59,6 +59,7 @@ mod classify;
 mod client;
 pub mod clock;
 pub mod config;
+mod dynamic_sets;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -76,6 +77,7 @@ mod route;
 pub mod settings;
 mod sync;
 mod tenant;
+pub mod webhooks;
 
 pub(crate) use client::Counters;
 

@@ -1,7 +1,14 @@
 //! Reports: categories, report metadata, and report data with positional rows mapped through `fields` to named records, validated before sending and run under the per-report limiter.
+//!
+//! A run first asks the asynchronous endpoint (`POST …/data/query`): a server that answers at
+//! once gives the data, one that answers 202 gives a token, polled (`GET data-queries/{token}`)
+//! with backoff within the call's deadline, its pages read from the same token, and cancelled
+//! (`DELETE`) if the caller gives up first. A server that refuses it (400, 404, 405, 501) gets
+//! the synchronous `POST …/data` instead. Either way a run takes one slot of the per-report limiter.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use reqwest::Method;
@@ -74,12 +81,13 @@ pub struct ReportParameter {
 #[non_exhaustive]
 pub struct ReportField {
     /// The column's name (the key in named records).
+    #[serde(alias = "Name")]
     pub name: String,
     /// The display label.
-    #[serde(default)]
+    #[serde(default, alias = "Label")]
     pub label: Option<String>,
     /// The column's type.
-    #[serde(default)]
+    #[serde(default, alias = "DataType")]
     pub data_type: Option<String>,
 }
 
@@ -110,23 +118,24 @@ pub struct ReportMetadata {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ReportPage {
+    // The asynchronous endpoint is reported to answer in PascalCase: both are read.
     /// The page number.
-    #[serde(default)]
+    #[serde(default, alias = "Page")]
     pub page: u32,
     /// The page size the server used.
-    #[serde(default)]
+    #[serde(default, alias = "PageSize")]
     pub page_size: u32,
     /// Whether another page follows.
-    #[serde(default)]
+    #[serde(default, alias = "HasMore")]
     pub has_more: bool,
     /// The total row count, when given.
-    #[serde(default)]
+    #[serde(default, alias = "TotalCount")]
     pub total_count: Option<u64>,
     /// The columns, in row order.
-    #[serde(default)]
+    #[serde(default, alias = "Fields")]
     pub fields: Vec<ReportField>,
     /// The rows.
-    #[serde(default)]
+    #[serde(default, alias = "Data")]
     pub data: Vec<Vec<Value>>,
 }
 
@@ -199,6 +208,7 @@ impl Tenant {
             parameters: Vec::new(),
             page_size: 25_000,
             validate: true,
+            asynchronous: true,
         }
     }
 }
@@ -215,10 +225,13 @@ pub struct ReportQuery {
     parameters: Vec<(String, Value)>,
     page_size: u32,
     validate: bool,
+    asynchronous: bool,
 }
 
 impl ReportQuery {
-    /// Sets a parameter (replacing one of the same name).
+    /// Sets a parameter (replacing one of the same name). A parameter whose values come from a
+    /// dynamic value set also takes names (`"Plumbing"` for business unit 1), looked up when the
+    /// parameters are checked (unless [`skip_validation`](Self::skip_validation)).
     pub fn parameter(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         let name = name.into();
         self.parameters.retain(|(n, _)| n != &name);
@@ -251,6 +264,12 @@ impl ReportQuery {
         self
     }
 
+    /// Uses only the synchronous endpoint (`POST …/data`), never the asynchronous one.
+    pub fn synchronous(mut self) -> Self {
+        self.asynchronous = false;
+        self
+    }
+
     /// Every row, as named records.
     pub async fn records(self) -> Result<Vec<Record>> {
         self.into_stream().try_collect().await
@@ -276,45 +295,256 @@ impl ReportQuery {
 
     fn fetcher<P: Send + 'static>(self, shape: fn(ReportPage) -> (P, bool)) -> FetchPage<P> {
         let query = Arc::new(self);
+        // Pages are fetched one after the other: the lock is never contended, it only carries
+        // the run (which endpoint answered, the query token) from one page to the next.
+        let run = Arc::new(tokio::sync::Mutex::new(Run::default()));
         Arc::new(move |cursor| {
-            let query = query.clone();
+            let (query, run) = (query.clone(), run.clone());
             Box::pin(async move {
                 let Cursor::Page(page) = cursor else { unreachable!("reports are paged by number") };
+                let mut run = run.lock().await;
                 if page == 1 && query.validate {
                     let meta = query.tenant.report_metadata(&query.category, query.report_id).await?;
-                    validate_parameters(&query.category, &meta, &query.parameters)?;
+                    let parameters =
+                        crate::dynamic_sets::resolve_names(&query.tenant, &meta, &query.parameters).await?;
+                    validate_parameters(&query.category, &meta, &parameters)?;
+                    run.query = Some(Arc::new(ReportQuery { parameters, ..(*query).clone() }));
                 }
-                let report_page = query.fetch_page(page).await?;
+                let effective = run.query.clone().unwrap_or_else(|| query.clone());
+                let report_page = effective.fetch_page(page, &mut run).await?;
                 let (shaped, more) = shape(report_page);
+                if !more {
+                    // Read to the end: nothing left to cancel.
+                    if let Mode::Query(query) = &mut run.mode {
+                        query.armed = false;
+                    }
+                    run.mode = Mode::Finished;
+                }
                 Ok(Fetched { page: shaped, next: more.then_some(Cursor::Page(page + 1)) })
             })
         })
     }
 
-    async fn fetch_page(&self, page: u32) -> Result<ReportPage> {
-        let inner = &self.tenant.inner;
-        if let Some(e) = &inner.invalid {
-            return Err(e.clone());
-        }
-        let path =
-            format!("reporting/report-category/{}/reports/{}/data", encode_segment(&self.category), self.report_id);
-        let route = route::resolve(&inner.client.config.api_url, inner.id, &path, false)?;
+    fn body(&self) -> Result<bytes::Bytes> {
         let parameters: Vec<Value> =
             self.parameters.iter().map(|(name, value)| serde_json::json!({"name": name, "value": value})).collect();
         let body = serde_json::to_vec(&serde_json::json!({ "parameters": parameters }))
             .map_err(|e| Error::configuration("parameters", e.to_string()))?;
+        Ok(body.into())
+    }
+
+    fn page_query(&self, page: u32) -> Vec<(String, String)> {
+        vec![("page".into(), page.to_string()), ("pageSize".into(), self.page_size.to_string())]
+    }
+
+    /// A POST of the run to `…/data` or `…/data/query`; `slot`: take one of the report's limit.
+    async fn post(&self, endpoint: &str, page: u32, slot: bool) -> Result<(Value, Call)> {
+        let inner = &self.tenant.inner;
+        let path = format!(
+            "reporting/report-category/{}/reports/{}/{endpoint}",
+            encode_segment(&self.category),
+            self.report_id
+        );
         let call = Call {
             method: Method::POST,
-            route,
-            query: vec![("page".into(), page.to_string()), ("pageSize".into(), self.page_size.to_string())],
-            body: Some(body.into()),
+            route: route::resolve(&inner.client.config.api_url, inner.id, &path, false)?,
+            query: self.page_query(page),
+            body: Some(self.body()?),
             // Reading a report changes nothing: resend it like a GET.
             retry_any: true,
-            report_id: Some(self.report_id),
+            report_id: slot.then_some(self.report_id),
             timeout: None,
         };
         let bytes = execute(inner, &call).await?;
-        decode(&bytes, &call.method, &call.route.url)
+        let value = decode(&bytes, &call.method, &call.route.url)?;
+        Ok((value, call))
+    }
+
+    async fn fetch_page(&self, page: u32, run: &mut Run) -> Result<ReportPage> {
+        if let Some(e) = &self.tenant.inner.invalid {
+            return Err(e.clone());
+        }
+        let config = &self.tenant.inner.client.config;
+        let clock = &self.tenant.inner.client.clock;
+        let deadline = *run.deadline.get_or_insert_with(|| clock.now() + config.timeouts.total);
+        match &run.mode {
+            Mode::Query(query) => {
+                let token = query.token.clone();
+                return self.poll(&token, page, deadline).await;
+            }
+            // A synchronous run: every page is a run of its own, as the server counts them.
+            Mode::Sync => return page_from(self.post("data", page, true).await?),
+            Mode::Unknown | Mode::Immediate | Mode::Finished => {}
+        }
+        if !self.asynchronous {
+            run.mode = Mode::Sync;
+            return page_from(self.post("data", page, true).await?);
+        }
+        // In a task of its own, so that a caller who gives up while the query is being created
+        // does not leave it running: the task still gets the token, and its guard cancels it.
+        let query = self.clone();
+        let started = tokio::spawn(async move {
+            let (value, call) = query.post("data/query", page, true).await?;
+            let guard = pending_token(&value).map(|token| QueryGuard {
+                tenant: query.tenant.clone(),
+                token,
+                runtime: tokio::runtime::Handle::current(),
+                armed: true,
+            });
+            Ok::<_, Error>((value, call, guard))
+        });
+        let started = match started.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {
+                Err(Error::new(ErrorCode::Connection, "the report query was interrupted: the runtime is shutting down"))
+            }
+        };
+        match started {
+            // The asynchronous endpoint is not offered, or not in the form sent (it is not in the
+            // published specs): the synchronous call says whether the run itself is at fault.
+            Err(e) if run.mode == Mode::Unknown && matches!(e.status(), Some(400 | 404 | 405 | 501)) => {
+                tracing::debug!(error = %e, "the asynchronous report endpoint refused the run; using the synchronous one");
+                run.mode = Mode::Sync;
+                // The slot of this run was taken by the refused call.
+                page_from(self.post("data", page, false).await?)
+            }
+            Err(e) => Err(e),
+            Ok((value, call, None)) => {
+                run.mode = Mode::Immediate;
+                page_from((value, call))
+            }
+            Ok((_, _, Some(guard))) => {
+                tracing::debug!(report = self.report_id, "the report runs asynchronously; polling");
+                let token = guard.token.clone();
+                run.mode = Mode::Query(guard);
+                self.poll(&token, page, deadline).await
+            }
+        }
+    }
+
+    /// Polls a query until it answers with data, with backoff, within `deadline`.
+    async fn poll(&self, token: &str, page: u32, deadline: Instant) -> Result<ReportPage> {
+        let inner = &self.tenant.inner;
+        let clock = &inner.client.clock;
+        let path = format!("reporting/data-queries/{}", encode_segment(token));
+        let route = route::resolve(&inner.client.config.api_url, inner.id, &path, false)?;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let remaining = deadline.saturating_duration_since(clock.now());
+            if remaining.is_zero() {
+                return Err(Error::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "report {} ({}) was still running on the server at the call's deadline ({:.0} s);                          its query is cancelled",
+                        self.report_id,
+                        self.category,
+                        inner.client.config.timeouts.total.as_secs_f64()
+                    ),
+                )
+                .with_request("GET", &route.url));
+            }
+            let call = Call {
+                method: Method::GET,
+                route: route.clone(),
+                query: self.page_query(page),
+                body: None,
+                retry_any: true,
+                report_id: None,
+                timeout: Some(remaining),
+            };
+            let bytes = execute(inner, &call).await?;
+            let value: Value = decode(&bytes, &call.method, &call.route.url)?;
+            if pending_token(&value).is_none() {
+                return page_from((value, call));
+            }
+            clock.sleep(wait.min(remaining)).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+fn page_from((value, call): (Value, Call)) -> Result<ReportPage> {
+    serde_json::from_value(value).map_err(|e| {
+        Error::new(ErrorCode::Decode, format!("the report data is not the JSON expected ({e})"))
+            .with_request(call.method.as_str(), &call.route.url)
+    })
+}
+
+/// The token of an answer that says "not ready yet" (`{status, token}`, no data).
+fn pending_token(value: &Value) -> Option<String> {
+    let object = value.as_object()?;
+    if object.contains_key("data") || object.contains_key("Data") {
+        return None;
+    }
+    object.get("token").or_else(|| object.get("Token")).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Which endpoint serves a run, carried from page to page.
+#[derive(Default)]
+struct Run {
+    mode: Mode,
+    deadline: Option<Instant>,
+    /// The query with parameter names resolved to values.
+    query: Option<Arc<ReportQuery>>,
+}
+
+#[derive(Default)]
+enum Mode {
+    /// Nothing asked yet.
+    #[default]
+    Unknown,
+    /// `…/data/query` answered with data at once: each page is asked for the same way.
+    Immediate,
+    /// `…/data` (the asynchronous endpoint is missing, or not wanted).
+    Sync,
+    /// A query running or finished on the server; pages are read from its token.
+    Query(QueryGuard),
+    /// Every page was read.
+    Finished,
+}
+
+impl PartialEq for Mode {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+/// A query on the server that the caller may still give up on: dropped before its last page
+/// was read (a cancelled call, an abort, an error, a deadline), it is cancelled with DELETE, so
+/// that the server stops working for nobody.
+struct QueryGuard {
+    tenant: Tenant,
+    token: String,
+    runtime: tokio::runtime::Handle,
+    armed: bool,
+}
+
+impl Drop for QueryGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let tenant = self.tenant.clone();
+        let token = std::mem::take(&mut self.token);
+        self.runtime.spawn(async move {
+            let inner = &tenant.inner;
+            let path = format!("reporting/data-queries/{}", encode_segment(&token));
+            let Ok(route) = route::resolve(&inner.client.config.api_url, inner.id, &path, false) else { return };
+            let call = Call {
+                method: Method::DELETE,
+                route,
+                query: Vec::new(),
+                body: None,
+                retry_any: true,
+                report_id: None,
+                timeout: Some(Duration::from_secs(30)),
+            };
+            match execute(inner, &call).await {
+                Ok(_) => tracing::debug!("cancelled an unfinished report query"),
+                Err(e) => tracing::debug!(error = %e, "could not cancel an unfinished report query"),
+            }
+        });
     }
 }
 
@@ -442,6 +672,21 @@ mod tests {
         assert!(e.errors()["To"][0].contains("Date"));
         let e = check(&[("From", json!(["2026-01-01"]))]).unwrap_err();
         assert!(e.errors()["From"][0].contains("single value"));
+    }
+
+    #[test]
+    fn pending_answers_and_pascal_case_pages_are_read() {
+        assert_eq!(pending_token(&json!({"status": "Running", "token": "q1"})).as_deref(), Some("q1"));
+        assert_eq!(pending_token(&json!({"Status": "Pending", "Token": "q2"})).as_deref(), Some("q2"));
+        assert_eq!(pending_token(&json!({"token": "q3", "data": []})), None);
+        assert_eq!(pending_token(&json!({"page": 1, "data": [[1]]})), None);
+        let page: ReportPage = serde_json::from_value(json!({
+            "Page": 1, "PageSize": 2, "HasMore": true, "TotalCount": 9,
+            "Fields": [{"Name": "JobId", "Label": "Job"}], "Data": [[7]]
+        }))
+        .unwrap();
+        assert_eq!((page.page, page.page_size, page.has_more, page.total_count), (1, 2, true, Some(9)));
+        assert_eq!(Value::Object(page.records()[0].clone()), json!({"JobId": 7}));
     }
 
     #[test]

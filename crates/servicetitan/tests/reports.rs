@@ -49,7 +49,7 @@ async fn a_report_returns_named_records_from_every_page() {
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(k, _)| k.ends_with("/data"))
+        .filter(|(k, _)| k.ends_with("/data") || k.ends_with("/data/query"))
         .map(|(_, v)| v.as_u64().unwrap())
         .sum();
     assert_eq!(data_calls, 3, "three pages of 1000");
@@ -73,6 +73,47 @@ async fn bad_report_parameters_are_refused_before_the_report_runs() {
     let mistyped = t.report("operations", 175).parameter("From", "last tuesday").records().await.unwrap_err();
     assert!(mistyped.errors()["From"][0].contains("Date"), "{mistyped:?}");
     let stats = sandbox.stats();
-    assert!(stats["routes"].as_object().unwrap().keys().all(|k| !k.ends_with("/data")), "a report ran: {stats}");
+    let ran = |k: &String| k.ends_with("/data") || k.ends_with("/data/query");
+    assert!(!stats["routes"].as_object().unwrap().keys().any(ran), "a report ran: {stats}");
     assert!(stats["reports"].as_object().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_from_a_dynamic_value_set_take_names_looked_up_once() {
+    let sandbox = start(unlimited()).await;
+    let client = builder(&sandbox).build().unwrap();
+    let t = tenant(&client, &sandbox, 0);
+    for _ in 0..2 {
+        let records = t
+            .report("operations", 175)
+            .parameter("From", "2026-01-01")
+            .parameter("BusinessUnitIds", json!(["plumbing", "HVAC", 3]))
+            .records()
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 2500);
+    }
+    let set = "GET reporting/v2/tenant/{tenant}/dynamic-value-sets/{dynamicSetId}";
+    assert_eq!(route_count(&sandbox, set), 1, "fetched once, then cached: {}", sandbox.stats());
+
+    let e = t
+        .report("operations", 175)
+        .parameter("From", "2026-01-01")
+        .parameter("BusinessUnitIds", json!(["Roofing"]))
+        .records()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadRequest);
+    assert!(e.message().contains("\"Roofing\" is neither a value nor a name"), "{e}");
+    assert!(e.message().contains("Plumbing, HVAC"), "{e}");
+    // Without validation, names are sent as given, and the server refuses them.
+    let raw = t
+        .report("operations", 175)
+        .parameter("From", "2026-01-01")
+        .parameter("BusinessUnitIds", json!(["Plumbing"]))
+        .skip_validation()
+        .records()
+        .await
+        .unwrap_err();
+    assert_eq!(raw.status(), Some(400));
 }

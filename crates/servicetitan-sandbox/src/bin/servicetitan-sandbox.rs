@@ -59,6 +59,9 @@ struct Args {
     /// Records per export page.
     #[arg(long)]
     export_page_size: Option<usize>,
+    /// Multiplies the webhook retry delays (10, 30, 60, 300 s); 0.01 for quick tests.
+    #[arg(long)]
+    webhook_time_scale: Option<f64>,
 }
 
 fn config_from(args: Args) -> Result<SandboxConfig, String> {
@@ -113,6 +116,9 @@ fn config_from(args: Args) -> Result<SandboxConfig, String> {
     }
     if let Some(v) = args.export_page_size {
         config.export_page_size = v;
+    }
+    if let Some(v) = args.webhook_time_scale {
+        config.webhook_time_scale = v;
     }
     Ok(config)
 }

@@ -77,7 +77,7 @@ impl RedisBackend {
         &self.settings
     }
 
-    fn key(&self, kind: &str, id: &str) -> String {
+    pub(crate) fn key(&self, kind: &str, id: &str) -> String {
         // The hash tag keeps every key of one limiter (or token) in one Cluster slot.
         format!("{}:{kind}:{{{}}}", self.settings.key_prefix, id.replace(['{', '}'], "_"))
     }
@@ -108,7 +108,7 @@ impl RedisBackend {
     }
 
     /// Runs `op`, retrying failures within the wait budget; in fallback mode fails at once.
-    pub(super) async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
+    pub(crate) async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
