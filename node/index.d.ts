@@ -51,17 +51,22 @@ export interface ClientOptions {
    * Calls per tenant per period (default 60 per 1000 ms, plus a 100 ms margin that absorbs
    * network jitter); `false` turns the client-side limiter off (the server's 429s are still
    * honoured). Env: `ST_RATE_LIMIT_PER_SECOND`, `ST_RATE_LIMIT_PERIOD_MS`, `ST_RATE_LIMIT_MARGIN_MS`.
+   * Each field on its own: one left out comes from its environment variable, then its default.
    */
-  rateLimit?: false | { calls: number; periodMs?: number; marginMs?: number }
+  rateLimit?: false | { calls?: number; periodMs?: number; marginMs?: number }
   /**
    * Runs of one report per tenant per period (default 5 per 60 000 ms); `false` turns it off.
-   * Env: `ST_REPORT_RATE_LIMIT_PER_MINUTE`, `ST_REPORT_RATE_LIMIT_PERIOD_SECS`.
+   * Env: `ST_REPORT_RATE_LIMIT_PER_MINUTE`, `ST_REPORT_RATE_LIMIT_PERIOD_SECS`. Each field on
+   * its own, as for `rateLimit`.
    */
-  reportRateLimit?: false | { calls: number; periodMs?: number }
+  reportRateLimit?: false | { calls?: number; periodMs?: number }
   /** Attempts per call, the first included (default 10). Env: `ST_MAX_ATTEMPTS`. */
   maxAttempts?: number
-  /** Exponential backoff with full jitter (default 250 ms base, 20 000 ms cap). Env: `ST_BACKOFF_BASE_MS`, `ST_BACKOFF_MAX_MS`. */
-  backoff?: { baseMs: number; maxMs: number }
+  /**
+   * Exponential backoff with full jitter (default 250 ms base, 20 000 ms cap). Env:
+   * `ST_BACKOFF_BASE_MS`, `ST_BACKOFF_MAX_MS`. Each field on its own, as for `rateLimit`.
+   */
+  backoff?: { baseMs?: number; maxMs?: number }
   /** Deadline of a whole call: token, limiter waits, attempts, backoff (default 300 000 ms). Env: `ST_TIMEOUT_SECS`. */
   timeoutMs?: number
   /** Connect timeout (default 10 000 ms). Env: `ST_CONNECT_TIMEOUT_SECS`. */

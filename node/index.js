@@ -61,15 +61,15 @@ function withSignal(signal, start) {
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
-/** A response body as JSON; an empty body (204) is `null`. */
-function decodeBody(buffer, method, path) {
+/** A response body as JSON; an empty body (204) is `null`. Worded as the engine words its own. */
+function decodeBody(buffer, method, url) {
   if (buffer.length === 0) return null
   try {
     return JSON.parse(UTF8.decode(buffer))
   } catch (err) {
-    throw new errors.DecodeError(`the response to ${method} ${path} is not JSON: ${err.message}`, {
+    throw new errors.DecodeError(`the response is not valid JSON (${err.message}) [${method} ${url}]`, {
       method,
-      url: path,
+      url,
       cause: err,
     })
   }
@@ -141,8 +141,8 @@ class Tenant {
 
   async #call(method, path, options) {
     const o = opts.requestOptions(path, options)
-    const body = await withSignal(options?.signal, (c) => this.#native.request(method, path, o, c))
-    return decodeBody(body, method, path)
+    const response = await withSignal(options?.signal, (c) => this.#native.request(method, path, o, c))
+    return decodeBody(response.body, method, response.url)
   }
 
   /** GET `path`; resolves with the parsed JSON. */

@@ -93,8 +93,8 @@ export declare class NativeSandbox {
 
 export declare class NativeTenant {
   get id(): number
-  /** One call; resolves with the response body's bytes (empty for a 204). */
-  request(method: string, path: string, options?: NativeRequestOptions | undefined | null, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** One call; resolves with the response body's bytes (empty for a 204) and the call's URL. */
+  request(method: string, path: string, options?: NativeRequestOptions | undefined | null, canceller?: Canceller | undefined | null): Promise<NativeResponse>
   /** The records of a page-based list. */
   paginate(path: string, query?: Array<string> | undefined | null, pageSize?: number | undefined | null): NativeRecordStream
   /** The records of an export feed, with its checkpoint. */
@@ -143,6 +143,12 @@ export interface ClientStats {
 
 /** The version of the engine this addon was built from. */
 export declare function engineVersion(): string
+
+/**
+ * Every error code of the engine, in the order of the README's table: the package's tests
+ * check that `node/errors.js` has a class for each one.
+ */
+export declare function errorCodes(): Array<string>
 
 /** One line of debug output, as the `logger` callback receives it. */
 export interface LogRecord {
@@ -214,6 +220,12 @@ export interface NativeRequestOptions {
   timeoutMs?: number
 }
 
+/** A response body and the URL of the call it answers (the engine's, for decode errors). */
+export interface NativeResponse {
+  body: Buffer
+  url: string
+}
+
 /** How the signature and the envelope are read (each optional: the engine's defaults). */
 export interface NativeVerifyOptions {
   signatureHeader?: string
@@ -244,6 +256,13 @@ export interface NativeWebhookReceiverOptions {
  * package's API.
  */
 export declare function panicForTests(inCall: boolean): Promise<void>
+
+/**
+ * The engine's settings schema as Node names them: `[option, environment variable]` for every
+ * setting `new Client()` takes (`rateLimit.calls` is `calls` in the `rateLimit` object). The
+ * package's tests check each option against the wrapper.
+ */
+export declare function settings(): Array<Array<string>>
 
 /** The signature of `body` under `key` (hex, or base64 with `encoding: 'base64'`). */
 export declare function signWebhook(body: Buffer, key: string, encoding?: string | undefined | null): string

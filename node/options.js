@@ -101,38 +101,25 @@ function nativeClientOptions(options) {
   if (share != null && !(typeof share === 'number' && Number.isFinite(share))) {
     refuse('redisFallbackShare', 'a number', share)
   }
+  // Each half of a pair on its own: the engine takes a missing one from its environment
+  // variable, then its default.
   const limit = limitObject(options.rateLimit, 'rateLimit')
   if (limit === false) {
     o.rateLimitCalls = 0
-    o.rateLimitPeriodMs = 1000
   } else if (limit != null) {
-    if (limit.calls != null || limit.periodMs != null) {
-      if (limit.calls == null || limit.periodMs == null) {
-        throw new ConfigurationError('invalid rateLimit: give both calls and periodMs', { argument: 'rateLimit' })
-      }
-      o.rateLimitCalls = limit.calls
-      o.rateLimitPeriodMs = milliseconds(limit.periodMs, 'rateLimit.periodMs')
-    }
+    o.rateLimitCalls = limit.calls ?? undefined
+    o.rateLimitPeriodMs = milliseconds(limit.periodMs, 'rateLimit.periodMs')
     o.rateLimitMarginMs = milliseconds(limit.marginMs, 'rateLimit.marginMs')
   }
   const report = limitObject(options.reportRateLimit, 'reportRateLimit')
   if (report === false) {
     o.reportRateLimitCalls = 0
-    o.reportRateLimitPeriodMs = 60_000
   } else if (report != null) {
-    if (report.calls == null || report.periodMs == null) {
-      throw new ConfigurationError('invalid reportRateLimit: give both calls and periodMs', {
-        argument: 'reportRateLimit',
-      })
-    }
-    o.reportRateLimitCalls = report.calls
+    o.reportRateLimitCalls = report.calls ?? undefined
     o.reportRateLimitPeriodMs = milliseconds(report.periodMs, 'reportRateLimit.periodMs')
   }
   if (options.backoff != null) {
     const backoff = optionsObject(options.backoff, 'backoff')
-    if (backoff.baseMs == null || backoff.maxMs == null) {
-      throw new ConfigurationError('invalid backoff: give both baseMs and maxMs', { argument: 'backoff' })
-    }
     o.backoffBaseMs = milliseconds(backoff.baseMs, 'backoff.baseMs')
     o.backoffMaxMs = milliseconds(backoff.maxMs, 'backoff.maxMs')
   }

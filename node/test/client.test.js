@@ -211,3 +211,44 @@ test('client and tenant print no secret', async (t) => {
     assert.ok(!text.includes('ak1.sandbox-app-key'))
   }
 })
+
+test('every setting of the engine schema is an option of Client, refused by name when wrong', (t) => {
+  const native = require('../native.js')
+  const sandbox = new Sandbox({ rateLimit: false })
+  t.after(() => sandbox.close())
+  const options = native.settings().map(([option]) => option)
+  assert.ok(options.includes('rateLimit.periodMs') && options.includes('backoff.maxMs'))
+  for (const option of options) {
+    const [outer, inner] = option.split('.')
+    const wrong = () => 1 // a function is the wrong type for every setting
+    const given = inner === undefined ? { [outer]: wrong } : { [outer]: { [inner]: wrong } }
+    assert.throws(
+      () => new Client({ ...clientOptions(sandbox), ...given }),
+      (err) => err instanceof st.ConfigurationError && err.message.includes(option),
+      option,
+    )
+  }
+})
+
+test('half of a pair takes the other half from its environment variable', (t) => {
+  const sandbox = new Sandbox({ rateLimit: false })
+  t.after(() => sandbox.close())
+  const saved = { ...process.env }
+  t.after(() => {
+    for (const name of ['ST_RATE_LIMIT_PERIOD_MS', 'ST_BACKOFF_MAX_MS']) {
+      if (saved[name] === undefined) delete process.env[name]
+      else process.env[name] = saved[name]
+    }
+  })
+  new Client(clientOptions(sandbox, { rateLimit: { calls: 5 }, backoff: { baseMs: 10 } }))
+  process.env.ST_RATE_LIMIT_PERIOD_MS = '0'
+  assert.throws(
+    () => new Client(clientOptions(sandbox, { rateLimit: { calls: 5 } })),
+    (err) => err instanceof st.ConfigurationError && err.argument === 'ST_RATE_LIMIT_PERIOD_MS',
+  )
+  process.env.ST_BACKOFF_MAX_MS = 'soon'
+  assert.throws(
+    () => new Client(clientOptions(sandbox, { rateLimit: false, backoff: { baseMs: 10 } })),
+    (err) => err instanceof st.ConfigurationError && err.argument === 'ST_BACKOFF_MAX_MS',
+  )
+})

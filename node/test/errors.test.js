@@ -4,6 +4,7 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const st = require('servicetitan')
+const native = require('../native.js')
 
 const TABLE = [
   ['authentication', 'AuthenticationError'],
@@ -22,7 +23,9 @@ const TABLE = [
   ['webhook', 'WebhookVerificationError'],
 ]
 
-test('every code of DESIGN.md has its class under ServiceTitanError', () => {
+test('every code of the engine has its class under ServiceTitanError', () => {
+  assert.deepEqual(TABLE.map(([code]) => code), native.errorCodes())
+  assert.deepEqual(Object.keys(require('../errors.js').ERROR_CLASSES), native.errorCodes())
   for (const [code, name] of TABLE) {
     const cls = st[name]
     assert.equal(typeof cls, 'function', name)

@@ -50,24 +50,21 @@ function clientOptions(settings, sandbox, logger) {
   checkKeys(
     settings,
     [
-      'app_key', 'environment', 'limits_off', 'rate_limit_calls', 'rate_limit_period_ms', 'report_rate_limit_calls',
+      'app_key', 'auth_url', 'api_url', 'environment', 'limits_off', 'rate_limit_calls', 'rate_limit_period_ms', 'report_rate_limit_calls',
       'report_rate_limit_period_ms', 'max_attempts', 'backoff_base_ms', 'backoff_max_ms', 'attempt_timeout_ms', 'timeout_ms',
     ],
     'client settings',
   )
   const o = {
     appKey: settings.app_key ?? sandbox.appKey,
-    authUrl: sandbox.authUrl,
-    apiUrl: sandbox.apiUrl,
+    // The sandbox's URLs unless others are given; null gives none.
+    authUrl: 'auth_url' in settings ? (settings.auth_url ?? undefined) : sandbox.authUrl,
+    apiUrl: 'api_url' in settings ? (settings.api_url ?? undefined) : sandbox.apiUrl,
     environment: settings.environment,
     maxAttempts: settings.max_attempts,
     attemptTimeoutMs: settings.attempt_timeout_ms,
     timeoutMs: settings.timeout_ms,
     logger,
-  }
-  if (settings.environment !== undefined) {
-    delete o.authUrl
-    delete o.apiUrl
   }
   if (settings.limits_off) {
     o.rateLimit = false

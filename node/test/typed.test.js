@@ -40,7 +40,7 @@ test('constructors and factories throw a ConfigurationError for bad input', (t) 
     'new Client timeoutMs BigInt': () => new Client({ ...base, timeoutMs: 10n }),
     'new Client maxAttempts cyclic': () => new Client({ ...base, maxAttempts: cyclic() }),
     'new Client rateLimit number': () => new Client({ ...base, rateLimit: 5 }),
-    'new Client backoff half': () => new Client({ ...base, backoff: { baseMs: 5 } }),
+    'new Client backoff text': () => new Client({ ...base, backoff: { baseMs: '5' } }),
     'new Client caCertificates': () => new Client({ ...base, caCertificates: [null] }),
     'new Client redisFallbackShare': () => new Client({ ...base, redisFallbackShare: '0.5' }),
     'new Client environment': () => new Client({ ...base, environment: 'staging' }),

@@ -2,7 +2,7 @@
 # (python/tests/test_stubs.py). Hand-written: keep it in step with bindings/python/src.
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mapping, Sequence
 from datetime import date, datetime, time
-from typing import Any, Dict, List, Optional, Union, final
+from typing import Any, Dict, List, Optional, Tuple, Union, final
 
 __all__ = [
     "AsyncClient",
@@ -18,6 +18,8 @@ __all__ = [
     "_after_fork_in_child",
     "_at_exit",
     "_panic_for_test",
+    "error_codes",
+    "settings",
     "sign_webhook",
     "verify_webhook",
 ]
@@ -429,3 +431,8 @@ def _panic_for_test(boundary: str) -> Any:
     when awaited) and leave the client usable."""
 
 def _at_exit() -> None: ...
+def error_codes() -> List[str]:
+    """Every error code of the engine, in the order of the README's error table."""
+
+def settings() -> List[Tuple[str, str]]:
+    """``(keyword, environment variable)`` of every setting ``Client`` takes, from the engine's schema."""

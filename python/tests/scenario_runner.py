@@ -40,6 +40,8 @@ def merged(defaults: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any
 
 _CLIENT_KEYS = {
     "app_key": ("app_key", 1),
+    "auth_url": ("auth_url", 1),  # None: no URL given
+    "api_url": ("api_url", 1),
     "environment": ("environment", 1),
     "max_attempts": ("max_attempts", 1),
     "rate_limit_calls": ("rate_limit_calls", 1),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import pickle
+from typing import Any, Dict
 
 import pytest
 
@@ -71,6 +72,46 @@ def test_typed_errors_carry_the_servers_details_and_pickle(tenant: st.Tenant) ->
     assert e.url is not None and e.url.endswith("/crm/v2/tenant/1001/customers")
     back = pickle.loads(pickle.dumps(e))
     assert (type(back), str(back), back.errors, back.trace_id) == (type(e), str(e), e.errors, e.trace_id)
+
+
+def test_the_error_classes_are_the_engines_codes() -> None:
+    from servicetitan import _native, errors
+
+    assert list(errors.CLASSES_BY_CODE) == _native.error_codes()
+    for code, cls in errors.CLASSES_BY_CODE.items():
+        assert issubclass(cls, st.ServiceTitanError) and cls.code == code
+
+
+def test_every_setting_of_the_engines_schema_is_a_keyword_of_client(sandbox: st.Sandbox) -> None:
+    from servicetitan import _native
+
+    names = [keyword for keyword, _ in _native.settings()]
+    assert "rate_limit_period" in names and "backoff_max" in names
+    for keyword in names:
+        # A value of the wrong type is refused naming the keyword (a keyword Client lacks would be
+        # "an unexpected keyword argument").
+        settings: Dict[str, Any] = {"app_key": "ak1.x", "auth_url": sandbox.auth_url, "api_url": sandbox.api_url}
+        settings[keyword] = object()
+        with pytest.raises((st.ConfigurationError, TypeError)) as info:
+            st.Client(**settings)
+        text = " ".join([str(info.value), *getattr(info.value, "__notes__", [])])
+        assert keyword in text and "unexpected keyword" not in text, (keyword, text)
+
+
+def test_half_of_a_pair_takes_the_other_half_from_its_variable(
+    sandbox: st.Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base: Dict[str, Any] = {"app_key": "ak1.x", "auth_url": sandbox.auth_url, "api_url": sandbox.api_url}
+    st.Client(**base, rate_limit_calls=5)
+    st.Client(**base, backoff_base=0.01)
+    monkeypatch.setenv("ST_RATE_LIMIT_PERIOD_MS", "0")
+    with pytest.raises(st.ConfigurationError) as info:
+        st.Client(**base, rate_limit_calls=5)
+    assert info.value.argument == "ST_RATE_LIMIT_PERIOD_MS"
+    monkeypatch.setenv("ST_BACKOFF_MAX_MS", "soon")
+    with pytest.raises(st.ConfigurationError) as info:
+        st.Client(**base, rate_limit_calls=0, backoff_base=0.01)
+    assert info.value.argument == "ST_BACKOFF_MAX_MS"
 
 
 def test_bad_settings_are_configuration_errors_naming_the_argument(sandbox: st.Sandbox) -> None:

@@ -140,20 +140,31 @@ impl NativeClient {
         if let Some(v) = o.api_url {
             b = b.api_url(v);
         }
-        if let (Some(calls), Some(period)) = (o.rate_limit_calls, o.rate_limit_period_ms) {
-            b = b.rate_limit(calls, millis("rateLimit.periodMs", period)?);
+        // Each half of a pair on its own: the engine takes a missing one from its environment
+        // variable, then its default.
+        if let Some(v) = o.rate_limit_calls {
+            b = b.rate_limit_calls(v);
+        }
+        if let Some(v) = o.rate_limit_period_ms {
+            b = b.rate_limit_period(millis("rateLimit.periodMs", v)?);
         }
         if let Some(v) = o.rate_limit_margin_ms {
             b = b.rate_limit_margin(millis("rateLimit.marginMs", v)?);
         }
-        if let (Some(calls), Some(period)) = (o.report_rate_limit_calls, o.report_rate_limit_period_ms) {
-            b = b.report_rate_limit(calls, millis("reportRateLimit.periodMs", period)?);
+        if let Some(v) = o.report_rate_limit_calls {
+            b = b.report_rate_limit_calls(v);
+        }
+        if let Some(v) = o.report_rate_limit_period_ms {
+            b = b.report_rate_limit_period(millis("reportRateLimit.periodMs", v)?);
         }
         if let Some(v) = o.max_attempts {
             b = b.max_attempts(v);
         }
-        if let (Some(base), Some(max)) = (o.backoff_base_ms, o.backoff_max_ms) {
-            b = b.backoff(millis("backoff.baseMs", base)?, millis("backoff.maxMs", max)?);
+        if let Some(v) = o.backoff_base_ms {
+            b = b.backoff_base(millis("backoff.baseMs", v)?);
+        }
+        if let Some(v) = o.backoff_max_ms {
+            b = b.backoff_max(millis("backoff.maxMs", v)?);
         }
         if let Some(v) = o.timeout_ms {
             b = b.timeout(millis("timeoutMs", v)?);
@@ -215,6 +226,13 @@ pub struct NativeTenant {
     logger: Option<Arc<LoggerRegistration>>,
 }
 
+/// A response body and the URL of the call it answers (the engine's, for decode errors).
+#[napi(object)]
+pub struct NativeResponse {
+    pub body: Buffer,
+    pub url: String,
+}
+
 #[napi]
 impl NativeTenant {
     #[napi(getter)]
@@ -222,8 +240,8 @@ impl NativeTenant {
         self.inner.id()
     }
 
-    /// One call; resolves with the response body's bytes (empty for a 204).
-    #[napi(ts_return_type = "Promise<Buffer>")]
+    /// One call; resolves with the response body's bytes (empty for a 204) and the call's URL.
+    #[napi(ts_return_type = "Promise<NativeResponse>")]
     pub fn request<'env>(
         &self,
         env: &'env Env,
@@ -231,7 +249,7 @@ impl NativeTenant {
         path: String,
         options: Option<NativeRequestOptions>,
         canceller: Option<&Canceller>,
-    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+    ) -> napi::Result<PromiseRaw<'env, NativeResponse>> {
         guard::sync(|| {
             let o = options.unwrap_or_default();
             let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
@@ -245,8 +263,9 @@ impl NativeTenant {
                 request = request.timeout(millis("timeoutMs", ms)?);
             }
             let call = async move {
-                let bytes = request.send_bytes().await.map_err(|e| engine(&e))?;
-                Ok(Buffer::from(Vec::from(bytes)))
+                let body = request.send_body().await.map_err(|e| engine(&e))?;
+                let url = body.url().to_owned();
+                Ok(NativeResponse { body: Buffer::from(Vec::from(body.into_bytes())), url })
             };
             guard::spawn(env, token(canceller), call_span(&self.logger), call)
         })

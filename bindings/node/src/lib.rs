@@ -1,7 +1,7 @@
 //! The Node.js face of the engine: converts arguments and results, nothing else.
 //!
 //! The native classes here are private to the npm package (`node/native.js`); `node/index.js`
-//! wraps them into the public API of DESIGN.md (camelCase options, `AbortSignal`, async
+//! wraps them into the package's public API (camelCase options, `AbortSignal`, async
 //! iterators, `Error` subclasses). Behaviour belongs in `crates/servicetitan`.
 
 mod cancel;
@@ -20,6 +20,21 @@ use napi_derive::napi;
 #[napi]
 pub fn engine_version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// Every error code of the engine, in the order of the README's table: the package's tests
+/// check that `node/errors.js` has a class for each one.
+#[napi]
+pub fn error_codes() -> Vec<String> {
+    servicetitan::ErrorCode::ALL.iter().map(|code| code.as_str().to_owned()).collect()
+}
+
+/// The engine's settings schema as Node names them: `[option, environment variable]` for every
+/// setting `new Client()` takes (`rateLimit.calls` is `calls` in the `rateLimit` object). The
+/// package's tests check each option against the wrapper.
+#[napi]
+pub fn settings() -> Vec<Vec<String>> {
+    servicetitan::settings::SETTINGS.iter().filter_map(|s| Some(vec![s.node?.to_owned(), s.env.to_owned()])).collect()
 }
 
 /// Panics on purpose inside the guards of every entry point (`guard.rs`), synchronously or in a

@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyList, PyType};
 use servicetitan::{ClientBuilder, Method, RawRecord, RecordStream, RequestBuilder, TenantCredentials};
 
 use crate::args;
-use crate::convert::{json_to_py, AsJson, Body, Call, Outcome, Rows};
+use crate::convert::{json_to_py, AsJson, Body, Outcome, Rows};
 use crate::errors::{configuration_error, to_py};
 use crate::runtime::{to_asyncio, wait, PerProcess};
 use crate::stream::{AsyncRecords, Records};
@@ -67,26 +67,31 @@ impl Settings {
         if let Some(v) = self.api_url {
             b = b.api_url(v);
         }
-        // The builder takes calls and period together; a missing half is the engine's default
-        // (60 per 1 s, 5 reports per 60 s). See the report: the engine could take them apart.
-        if self.rate_limit_calls.is_some() || self.rate_limit_period.is_some() {
-            let period = seconds("rate_limit_period", self.rate_limit_period.unwrap_or(1.0))?;
-            b = b.rate_limit(self.rate_limit_calls.unwrap_or(60), period);
+        // Each half of a pair on its own: the engine takes a missing one from its environment
+        // variable, then its default.
+        if let Some(v) = self.rate_limit_calls {
+            b = b.rate_limit_calls(v);
+        }
+        if let Some(v) = self.rate_limit_period {
+            b = b.rate_limit_period(seconds("rate_limit_period", v)?);
         }
         if let Some(v) = self.rate_limit_margin {
             b = b.rate_limit_margin(seconds("rate_limit_margin", v)?);
         }
-        if self.report_rate_limit_calls.is_some() || self.report_rate_limit_period.is_some() {
-            let period = seconds("report_rate_limit_period", self.report_rate_limit_period.unwrap_or(60.0))?;
-            b = b.report_rate_limit(self.report_rate_limit_calls.unwrap_or(5), period);
+        if let Some(v) = self.report_rate_limit_calls {
+            b = b.report_rate_limit_calls(v);
+        }
+        if let Some(v) = self.report_rate_limit_period {
+            b = b.report_rate_limit_period(seconds("report_rate_limit_period", v)?);
         }
         if let Some(v) = self.max_attempts {
             b = b.max_attempts(v);
         }
-        if self.backoff_base.is_some() || self.backoff_max.is_some() {
-            let base = seconds("backoff_base", self.backoff_base.unwrap_or(0.25))?;
-            let cap = seconds("backoff_max", self.backoff_max.unwrap_or(20.0))?;
-            b = b.backoff(base, cap);
+        if let Some(v) = self.backoff_base {
+            b = b.backoff_base(seconds("backoff_base", v)?);
+        }
+        if let Some(v) = self.backoff_max {
+            b = b.backoff_max(seconds("backoff_max", v)?);
         }
         if let Some(v) = self.timeout {
             b = b.timeout(seconds("timeout", v)?);
@@ -200,8 +205,7 @@ impl TenantCore {
         json: Option<&Bound<'_, PyAny>>,
         safe_to_retry: bool,
         timeout: Option<f64>,
-    ) -> PyResult<(RequestBuilder, Call)> {
-        let call = (method.as_str().to_owned(), path.clone());
+    ) -> PyResult<RequestBuilder> {
         let mut request = self.engine()?.request(method, path).query_pairs(params_to_pairs(params)?);
         if let Some(json) = json {
             request = request.json_value(Some(json_body(json)?));
@@ -212,7 +216,7 @@ impl TenantCore {
         if let Some(t) = timeout {
             request = request.timeout(seconds("timeout", t)?);
         }
-        Ok((request, call))
+        Ok(request)
     }
 
     fn paginate(
@@ -362,10 +366,9 @@ pub(crate) struct Tenant {
 }
 
 /// Sends a call, blocking with the GIL released, and decodes the answer.
-fn send(py: Python<'_>, request: PyResult<(RequestBuilder, Call)>) -> PyResult<Bound<'_, PyAny>> {
-    let (request, call) = request?;
-    let body = wait(py, request.send_bytes())?.map_err(to_py)?;
-    json_to_py(py, &body, &call)
+fn send(py: Python<'_>, request: PyResult<RequestBuilder>) -> PyResult<Bound<'_, PyAny>> {
+    let body = wait(py, request?.send_body())?.map_err(to_py)?;
+    json_to_py(py, &body)
 }
 
 #[pymethods]
@@ -616,9 +619,9 @@ pub(crate) struct AsyncTenant {
 }
 
 /// Starts a call as an asyncio future resolving to the decoded answer.
-fn send_async(py: Python<'_>, request: PyResult<(RequestBuilder, Call)>) -> PyResult<Bound<'_, PyAny>> {
-    let (request, call) = request?;
-    to_asyncio(py, async move { Ok(Outcome(request.send_bytes().await.map(|body| Body(body, call)))) })
+fn send_async(py: Python<'_>, request: PyResult<RequestBuilder>) -> PyResult<Bound<'_, PyAny>> {
+    let request = request?;
+    to_asyncio(py, async move { Ok(Outcome(request.send_body().await.map(Body))) })
 }
 
 #[pymethods]

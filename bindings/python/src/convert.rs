@@ -11,26 +11,18 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyModule, PyString};
 use pyo3::BoundObject;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use servicetitan::Bytes;
+use servicetitan::ResponseBody;
 
 use crate::errors::to_py;
 
 // ---------------------------------------------------------------------------------------------
 // JSON bytes -> Python
 
-/// Decodes the JSON answer to `call` into Python objects.
-pub(crate) fn json_to_py<'py>(py: Python<'py>, bytes: &[u8], call: &Call) -> PyResult<Bound<'py, PyAny>> {
-    crate::panics::catch(|| {
-        decode_value(py, bytes).map_err(|e| {
-            // Named as the engine names the request in its own errors.
-            let (method, path) = call;
-            crate::errors::decode_error_for(format!("the response to {method} {path} is not valid JSON: {e}"), method)
-        })
-    })
+/// Decodes the JSON answer to a call into Python objects.
+pub(crate) fn json_to_py<'py>(py: Python<'py>, body: &ResponseBody) -> PyResult<Bound<'py, PyAny>> {
+    // Named by the engine, with the request's URL, as its own decode errors are.
+    crate::panics::catch(|| decode_value(py, body).map_err(|e| to_py(body.decode_error(e))))
 }
-
-/// A call's method and its path as given (`("GET", "crm/customers")`).
-pub(crate) type Call = (String, String);
 
 fn decode_value<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>, serde_json::Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -340,7 +332,7 @@ pub(crate) fn since_text(since: Option<&Bound<'_, PyAny>>) -> PyResult<Option<St
 // Engine results crossing into Python
 
 /// A response body, decoded into Python objects once the GIL is held.
-pub(crate) struct Body(pub(crate) Bytes, pub(crate) Call);
+pub(crate) struct Body(pub(crate) ResponseBody);
 
 impl<'py> IntoPyObject<'py> for Body {
     type Target = PyAny;
@@ -348,7 +340,7 @@ impl<'py> IntoPyObject<'py> for Body {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_to_py(py, &self.0, &self.1)
+        json_to_py(py, &self.0)
     }
 }
 

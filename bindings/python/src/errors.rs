@@ -77,11 +77,6 @@ pub(crate) fn decode_error(message: String) -> PyErr {
     Python::attach(|py| build(py, "decode", message, |_| Ok(())))
 }
 
-/// A `decode` error for the answer to a call made with `method`.
-pub(crate) fn decode_error_for(message: String, method: &str) -> PyErr {
-    Python::attach(|py| build(py, "decode", message, |kw| kw.set_item("method", method)))
-}
-
 /// An `internal` error: a panic caught at the boundary with Python (its message, as a payload).
 pub(crate) fn internal_error(panic_message: &str) -> PyErr {
     to_py(servicetitan::Error::from_panic(&panic_message.to_owned()))

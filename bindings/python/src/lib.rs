@@ -16,6 +16,20 @@ mod stream;
 mod values;
 mod webhooks;
 
+/// Every error code of the engine, in the order of the README's table: the test suite checks
+/// that `servicetitan.errors` has a class for each one.
+#[pyfunction]
+fn error_codes() -> Vec<&'static str> {
+    servicetitan::ErrorCode::ALL.iter().map(|code| code.as_str()).collect()
+}
+
+/// The engine's settings schema as Python names them: `(keyword, environment variable)` for
+/// every setting `Client` takes. The test suite checks each keyword against `Client`.
+#[pyfunction]
+fn settings() -> Vec<(&'static str, &'static str)> {
+    servicetitan::settings::SETTINGS.iter().filter_map(|s| Some((s.python?, s.env))).collect()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -32,6 +46,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     webhooks::register(m)?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(panics::_panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(error_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(settings, m)?)?;
     // A fresh runtime in the child of every os.fork() (multiprocessing's fork start method too).
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("after_in_child", m.getattr("_after_fork_in_child")?)?;

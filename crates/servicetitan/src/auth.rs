@@ -13,11 +13,12 @@ use sha2::Sha256;
 use tracing::Instrument;
 
 use crate::body::{announced_over, read_capped, size_in_words, Capped, MAX_TOKEN_RESPONSE_BYTES};
+use crate::classify::{classify, describe_failure, Answer, Cause, Failure, Outcome, Sent};
 use crate::clock::Clock;
 use crate::config::{Config, Environment, Secret, TenantCredentials, Timeouts};
 use crate::error::{Error, ErrorCode, Result};
 use crate::request::{redirect_error, server_text, Redirected};
-use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::Counters;
 
 /// What a token is cached under: the token endpoint (so environments never mix), the client
@@ -422,30 +423,36 @@ impl TokenFetcher {
 
     async fn fetch(&self, source: &TokenSource) -> Result<CachedToken> {
         let mut attempt = 0;
-        loop {
+        let result = loop {
             attempt += 1;
-            tracing::Span::current().record("attempts", attempt);
-            let wait = match self.exchange(source, attempt).await {
-                Ok(token) => {
-                    tracing::info!(attempt, "fetched an access token");
-                    return Ok(token);
+            let (error, wait, cause) = match self.exchange(source, attempt).await {
+                Ok(token) => break Ok(token),
+                Err(TokenFailure { error, resend: Some((wait, cause)) }) if attempt < self.retry.max_attempts => {
+                    (error, wait, cause)
                 }
-                Err((error, wait)) => match wait {
-                    Some(wait) if attempt < self.retry.max_attempts => wait,
-                    _ => return Err(error),
-                },
+                Err(failure) => break Err(failure.error),
             };
-            tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "token request will be retried");
+            tracing::info!(
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                reason = cause.describe(),
+                error = %error,
+                "resending the token request"
+            );
             self.clock.sleep(wait).await;
+        };
+        // Recorded once, when known: a span field recorded on every attempt is repeated in
+        // every line logged in the span.
+        tracing::Span::current().record("attempts", attempt);
+        match &result {
+            Ok(_) => tracing::info!("fetched an access token"),
+            Err(e) => tracing::debug!(code = e.code().as_str(), error = %e, "token request failed"),
         }
+        result
     }
 
-    /// One token request. On failure: the error, and the wait before a retry if one may help.
-    async fn exchange(
-        &self,
-        source: &TokenSource,
-        attempt: u32,
-    ) -> std::result::Result<CachedToken, (Error, Option<Duration>)> {
+    /// One token request.
+    async fn exchange(&self, source: &TokenSource, attempt: u32) -> std::result::Result<CachedToken, TokenFailure> {
         self.counters.token_fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let issued_at = self.clock.wall();
         let form = [
@@ -454,33 +461,12 @@ impl TokenFetcher {
             ("client_secret", source.client_secret.expose()),
         ];
         let url = source.token_url.as_str();
-        let backoff = || Some(self.retry.backoff(attempt.saturating_sub(1)));
         let response = self.http.post(source.token_url.clone()).form(&form).timeout(self.timeouts.attempt).send().await;
-        let response = match response {
+        let mut response = match response {
             Ok(r) => r,
-            Err(e) => {
-                let code = if e.is_timeout() { ErrorCode::Timeout } else { ErrorCode::Connection };
-                let error = Error::new(
-                    code,
-                    format!("could not reach the token service of the {} environment", source.environment),
-                )
-                .with_request("POST", url)
-                .with_source(e.without_url());
-                return Err((error, backoff()));
-            }
+            Err(e) => return Err(self.transport_failure(source, e, "could not reach", attempt)),
         };
         let status = response.status();
-        if status.is_redirection() {
-            // Never followed: a 307 or 308 would re-post the form, client secret included.
-            let error =
-                redirect_error(status, response.headers(), url, Redirected::TokenService).with_request("POST", url);
-            return Err((error, None));
-        }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, self.clock.wall()));
         let too_large = |detail: String| {
             let error = Error::new(
                 ErrorCode::Decode,
@@ -492,96 +478,151 @@ impl TokenFetcher {
             )
             .with_request("POST", url)
             .with_status(status.as_u16());
-            Err((error, None))
+            Err(TokenFailure { error, resend: None })
         };
         if status.is_success() {
             if let Some(announced) = announced_over(&response, MAX_TOKEN_RESPONSE_BYTES) {
                 return too_large(format!("it announced {announced} bytes"));
             }
         }
-        let body = match read_capped(response, MAX_TOKEN_RESPONSE_BYTES).await {
-            Ok(Capped::Whole(b)) => b,
-            // Enough of a refusal to say why; the rest is of no use.
-            Ok(Capped::Cut(b)) if !status.is_success() => b,
-            Ok(Capped::Cut(_)) => {
-                return too_large(format!("cut off after {}", size_in_words(MAX_TOKEN_RESPONSE_BYTES)))
-            }
-            Err(e) => {
-                let code = if e.is_timeout() { ErrorCode::Timeout } else { ErrorCode::Connection };
-                let error = Error::new(code, "the token response was cut short")
-                    .with_request("POST", url)
-                    .with_source(e.without_url());
-                return Err((error, backoff()));
+        let headers = std::mem::take(response.headers_mut());
+        let body = if status.is_redirection() {
+            // Never followed (a 307 or 308 would re-post the form, client secret included),
+            // and nothing of it is read.
+            bytes::Bytes::new()
+        } else {
+            match read_capped(response, MAX_TOKEN_RESPONSE_BYTES).await {
+                Ok(Capped::Whole(b)) => b,
+                // Enough of a refusal to say why; the rest is of no use.
+                Ok(Capped::Cut(b)) if !status.is_success() => b,
+                Ok(Capped::Cut(_)) => {
+                    return too_large(format!("cut off after {}", size_in_words(MAX_TOKEN_RESPONSE_BYTES)))
+                }
+                Err(e) => return Err(self.transport_failure(source, e, "lost the connection to", attempt)),
             }
         };
-        if status.is_success() {
-            return match parse_token_answer(&body) {
-                Ok((access_token, lifetime)) => {
-                    Ok(CachedToken::schedule(Secret::new(access_token), issued_at, lifetime))
-                }
-                Err(BadTokenAnswer::NotJson(why)) => Err((
-                    Error::new(ErrorCode::Decode, format!("the token response is not the JSON expected ({why})"))
-                        .with_request("POST", url)
-                        .with_status(status.as_u16()),
-                    None,
-                )),
-                // Refused here, so it is never cached nor sent.
-                Err(BadTokenAnswer::Unusable(what)) => Err((
-                    Error::new(
-                        ErrorCode::Authentication,
-                        format!(
-                            "the token service of the {} environment returned {what}; it was not used. \
-                             Check auth_url (ST_AUTH_URL) and any proxy in between",
-                            source.environment
-                        ),
-                    )
-                    .with_request("POST", url)
-                    .with_status(status.as_u16()),
-                    None,
-                )),
-            };
-        }
+        let answer = Answer::Response { status, headers: &headers, body: &body };
+        let outcome = classify(Sent::Token, &answer, self.clock.wall(), self.max_retry_after);
+        let (code, cause) = match outcome {
+            Outcome::Success => return self.token_of(source, &body, status, issued_at),
+            Outcome::Fail { cause: Cause::Redirect, .. } => {
+                let error = redirect_error(status, &headers, url, Redirected::TokenService).with_request("POST", url);
+                return Err(TokenFailure { error, resend: None });
+            }
+            Outcome::Resend { code, cause, .. }
+            | Outcome::NotResent { code, cause }
+            | Outcome::Fail { code, cause } => (code, cause),
+            // The token service has no token to refuse.
+            Outcome::RefetchToken => (ErrorCode::Authentication, Cause::CredentialsRefused),
+        };
         let oauth: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
         let oauth = OAuthError {
             error: oauth.error.as_deref().map(server_text),
             error_description: oauth.error_description.as_deref().map(server_text),
         };
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = retry_after.unwrap_or_else(|| self.retry.backoff(attempt));
-            let error = Error::new(ErrorCode::RateLimited, "the token service is throttling token requests")
-                .with_request("POST", url)
-                .with_status(429)
-                .with_retry_after(Some(wait));
-            return Err((error, (wait <= self.max_retry_after).then_some(wait)));
-        }
-        if status.is_server_error() {
-            let error = Error::new(ErrorCode::Server, format!("the token service failed ({status})"))
-                .with_request("POST", url)
-                .with_status(status.as_u16())
-                .with_title(oauth.error_description);
-            return Err((error, backoff()));
-        }
-        let what = match (&oauth.error, &oauth.error_description) {
-            (Some(e), Some(d)) => format!("{e}: {d}"),
-            (Some(e), None) => e.clone(),
-            (None, Some(d)) => d.clone(),
-            (None, None) => format!("HTTP {status}"),
+        let wait = outcome.wait(&self.retry, attempt.saturating_sub(1));
+        let environment = &source.environment;
+        let message = match cause {
+            Cause::Throttled => "the token service is throttling token requests".to_owned(),
+            Cause::WaitTooLong(wait) => format!(
+                "the token service answered {status} and asks to wait {:.0} s, longer than max_retry_after ({:.0} s)",
+                wait.as_secs_f64(),
+                self.max_retry_after.as_secs_f64()
+            ),
+            Cause::ServerTimedOut => format!("the token service timed out ({status}), also on every retry"),
+            Cause::ServerFailed => format!("the token service failed ({status}), also on every retry"),
+            Cause::CredentialsRefused => {
+                let what = match (&oauth.error, &oauth.error_description) {
+                    (Some(e), Some(d)) => format!("{e}: {d}"),
+                    (Some(e), None) => e.clone(),
+                    (None, Some(d)) => d.clone(),
+                    (None, None) => format!("HTTP {status}"),
+                };
+                format!(
+                    "the token service of the {environment} environment refused client id {:?} ({what}). \
+                     Client ids and secrets are environment specific: integration credentials do not \
+                     work in production and vice versa; check the environment (ST_ENVIRONMENT) and \
+                     the tenant's client id and secret",
+                    source.client_id
+                )
+            }
+            _ => format!("the token service of the {environment} environment answered {status}"),
         };
-        let message = format!(
-            "the token service of the {} environment refused client id {:?} ({what}). \
-             Client ids and secrets are environment specific: integration credentials do not \
-             work in production and vice versa; check the environment (ST_ENVIRONMENT) and \
-             the tenant's client id and secret",
-            source.environment, source.client_id
-        );
-        Err((
-            Error::new(ErrorCode::Authentication, message)
-                .with_request("POST", url)
-                .with_status(status.as_u16())
-                .with_title(oauth.error_description.or(oauth.error)),
-            None,
-        ))
+        let error = Error::new(code, message)
+            .with_request("POST", url)
+            .with_status(status.as_u16())
+            .with_title(oauth.error_description.or(oauth.error));
+        let error = match cause {
+            Cause::WaitTooLong(wait) => error.with_retry_after(Some(wait)),
+            Cause::Throttled => error.with_retry_after(Some(wait)),
+            _ => error,
+        };
+        let resend = matches!(outcome, Outcome::Resend { .. }).then_some((wait, cause));
+        Err(TokenFailure { error, resend })
     }
+
+    /// The token of a 2xx answer, or why it cannot be used.
+    fn token_of(
+        &self,
+        source: &TokenSource,
+        body: &[u8],
+        status: StatusCode,
+        issued_at: SystemTime,
+    ) -> std::result::Result<CachedToken, TokenFailure> {
+        let url = source.token_url.as_str();
+        let error = match parse_token_answer(body) {
+            Ok((access_token, lifetime)) => {
+                return Ok(CachedToken::schedule(Secret::new(access_token), issued_at, lifetime))
+            }
+            Err(BadTokenAnswer::NotJson(why)) => {
+                Error::new(ErrorCode::Decode, format!("the token response is not the JSON expected ({why})"))
+            }
+            // Refused here, so it is never cached nor sent.
+            Err(BadTokenAnswer::Unusable(what)) => Error::new(
+                ErrorCode::Authentication,
+                format!(
+                    "the token service of the {} environment returned {what}; it was not used. \
+                     Check auth_url (ST_AUTH_URL) and any proxy in between",
+                    source.environment
+                ),
+            ),
+        };
+        Err(TokenFailure { error: error.with_request("POST", url).with_status(status.as_u16()), resend: None })
+    }
+
+    /// A token request whose connection failed.
+    fn transport_failure(&self, source: &TokenSource, e: reqwest::Error, what: &str, attempt: u32) -> TokenFailure {
+        let (failure, detail) = describe_failure(&e);
+        let delivered = !e.is_connect();
+        let outcome =
+            classify(Sent::Token, &Answer::Transport { failure, delivered }, self.clock.wall(), self.max_retry_after);
+        let code = match outcome {
+            Outcome::Resend { code, .. } | Outcome::NotResent { code, .. } | Outcome::Fail { code, .. } => code,
+            Outcome::Success | Outcome::RefetchToken => ErrorCode::Internal,
+        };
+        let hint = match failure {
+            Failure::NameNotResolved => "; check auth_url (ST_AUTH_URL) and the network",
+            Failure::Tls => "; check auth_url (ST_AUTH_URL), the trusted certificates (ST_CA_BUNDLE) and any proxy",
+            _ => "",
+        };
+        let error = Error::new(
+            code,
+            format!("{what} the token service of the {} environment: {detail}{hint}", source.environment),
+        )
+        .with_request("POST", source.token_url.as_str())
+        .with_source(e.without_url());
+        let resend = match outcome {
+            Outcome::Resend { cause, .. } => Some((outcome.wait(&self.retry, attempt.saturating_sub(1)), cause)),
+            _ => None,
+        };
+        TokenFailure { error, resend }
+    }
+}
+
+/// Why one token request failed, and whether and when to send it again.
+struct TokenFailure {
+    error: Error,
+    resend: Option<(Duration, Cause)>,
 }
 
 type Flight = Shared<BoxFuture<'static, Result<CachedToken>>>;

@@ -88,8 +88,16 @@ pub struct Stats {
 /// - No compression is negotiated: a compressed answer could inflate far beyond the response
 ///   cap before the cap saw a byte (a "gzip bomb"), so answers arrive as sent and are read
 ///   within the cap.
+/// - Names are resolved by [`Resolver`](crate::classify::Resolver), whose failures the
+///   classifier recognises: a name that does not resolve fails the call at once.
 pub(crate) fn http_client_builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_gzip().no_brotli().no_zstd().no_deflate()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
+        .no_brotli()
+        .no_zstd()
+        .no_deflate()
+        .dns_resolver(std::sync::Arc::new(crate::classify::Resolver))
 }
 
 impl Client {

@@ -1,30 +1,18 @@
 //! Configuration: environments, limits, retries and timeouts; every setting from an argument, else an environment variable, else a documented default.
 //!
-//! | setting | builder method | environment variable | default |
-//! |---|---|---|---|
-//! | app key | [`ClientBuilder::app_key`] | `ST_APP_KEY` | required |
-//! | environment | [`ClientBuilder::environment`] | `ST_ENVIRONMENT` (`production`, `integration`) | `production` |
-//! | auth base URL | [`ClientBuilder::auth_url`] | `ST_AUTH_URL` | the environment's |
-//! | API base URL | [`ClientBuilder::api_url`] | `ST_API_URL` | the environment's |
-//! | calls per tenant per period | [`ClientBuilder::rate_limit`] | `ST_RATE_LIMIT_PER_SECOND` (0 = off), `ST_RATE_LIMIT_PERIOD_MS` | 60 per 1000 ms |
-//! | jitter margin added to each window | [`ClientBuilder::rate_limit_margin`] | `ST_RATE_LIMIT_MARGIN_MS` | 100 ms |
-//! | runs of one report per tenant per period | [`ClientBuilder::report_rate_limit`] | `ST_REPORT_RATE_LIMIT_PER_MINUTE` (0 = off), `ST_REPORT_RATE_LIMIT_PERIOD_SECS` | 5 per 60 s |
-//! | attempts per call | [`ClientBuilder::max_attempts`] | `ST_MAX_ATTEMPTS` | 10 |
-//! | backoff base and cap | [`ClientBuilder::backoff`] | `ST_BACKOFF_BASE_MS`, `ST_BACKOFF_MAX_MS` | 250 ms, 20 s |
-//! | total deadline per call | [`ClientBuilder::timeout`] | `ST_TIMEOUT_SECS` | 300 s |
-//! | connect timeout | [`ClientBuilder::connect_timeout`] | `ST_CONNECT_TIMEOUT_SECS` | 10 s |
-//! | timeout per attempt | [`ClientBuilder::attempt_timeout`] | `ST_ATTEMPT_TIMEOUT_SECS` | 110 s (the server gives up at ~100 s) |
-//! | longest `Retry-After` waited for | [`ClientBuilder::max_retry_after`] | `ST_MAX_RETRY_AFTER_SECS` | 120 s |
-//! | extra root certificates (PEM) | [`ClientBuilder::add_root_certificate_pem`] | `ST_CA_BUNDLE` (a file path) | none |
-//! | proxies | — | `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` | none |
-//! | share tokens and limits through Redis | [`ClientBuilder::redis_url`] | `ST_REDIS_URL` | off (in process) |
-//! | Redis key prefix | [`ClientBuilder::redis_key_prefix`] | `ST_REDIS_KEY_PREFIX` | `servicetitan` |
-//! | second key for cached tokens (32 bytes, hex or base64) | [`ClientBuilder::redis_token_key`] | `ST_REDIS_TOKEN_KEY` | none: tokens encrypted under a key derived from the client secret |
-//! | on Redis failure, in-process limit at this share | [`ClientBuilder::redis_fallback_share`] | `ST_REDIS_FALLBACK_SHARE` | off: wait, then fail |
-//! | how long calls wait for Redis | [`ClientBuilder::redis_wait`] | `ST_REDIS_WAIT_SECS` | 30 s |
-//! | this host's time in the Lua limiter, not Redis `TIME` | [`ClientBuilder::redis_client_time`] | `ST_REDIS_CLIENT_TIME` (`1`) | off |
+//! Every setting, its name in each language, its environment variable, default, unit and
+//! bounds are listed once, in [`crate::settings::SETTINGS`] (the README's table is made from
+//! it). Each setting is resolved on its own: half of a pair (`rate_limit_calls` without
+//! `rate_limit_period`, `backoff_base` without `backoff_max`) takes the other half from its
+//! own environment variable, then its default. Proxies come from `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY`.
 //!
 //! Tenant credentials (see [`TenantCredentials::resolve`]): `ST_TENANT_ID`, `ST_CLIENT_ID`, `ST_CLIENT_SECRET`.
+//!
+//! An environment and custom URLs are never mixed: an environment given together with
+//! `auth_url`/`api_url` (both as arguments, or both as environment variables) is a
+//! `configuration` error. An argument beats a variable of the other kind: an `environment`
+//! argument ignores `ST_AUTH_URL`/`ST_API_URL`, URL arguments ignore `ST_ENVIRONMENT`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -38,6 +26,11 @@ use crate::error::{Error, Result};
 use crate::limit::{Quota, RateLimiter};
 use crate::redis::RedisSettings;
 use crate::retry::RetryPolicy;
+use crate::settings::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_AFTER, DEFAULT_RATE_LIMIT_CALLS, DEFAULT_RATE_LIMIT_MARGIN, DEFAULT_RATE_LIMIT_PERIOD,
+    DEFAULT_REPORT_RATE_LIMIT_CALLS, DEFAULT_REPORT_RATE_LIMIT_PERIOD, DEFAULT_TIMEOUT, MAX_DURATION,
+};
 
 /// A secret string (client secret, app key, access token): `Debug` and `Display` print `***`.
 ///
@@ -362,12 +355,15 @@ pub struct ClientBuilder {
     environment_name: Option<String>,
     auth_url: Option<String>,
     api_url: Option<String>,
-    rate_limit: Option<(u32, Duration)>,
+    rate_limit_calls: Option<u32>,
+    rate_limit_period: Option<Duration>,
     rate_limit_margin: Option<Duration>,
-    report_rate_limit: Option<(u32, Duration)>,
+    report_rate_limit_calls: Option<u32>,
+    report_rate_limit_period: Option<Duration>,
     limits_off: bool,
     max_attempts: Option<u32>,
-    backoff: Option<(Duration, Duration)>,
+    backoff_base: Option<Duration>,
+    backoff_max: Option<Duration>,
     timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
@@ -405,7 +401,8 @@ impl ClientBuilder {
     }
 
     /// The environment. Env: `ST_ENVIRONMENT`. Default: production, or custom when
-    /// `auth_url`/`api_url` are given.
+    /// `auth_url`/`api_url` are given. Not together with `auth_url`/`api_url`: that is a
+    /// `configuration` error at [`build`](Self::build).
     pub fn environment(mut self, environment: Environment) -> Self {
         self.environment = Some(environment);
         self
@@ -432,8 +429,22 @@ impl ClientBuilder {
 
     /// At most `calls` per `period` per tenant (plus the margin). `calls == 0` turns the
     /// limiter off. Env: `ST_RATE_LIMIT_PER_SECOND`, `ST_RATE_LIMIT_PERIOD_MS`. Default 60 per second.
-    pub fn rate_limit(mut self, calls: u32, period: Duration) -> Self {
-        self.rate_limit = Some((calls, period));
+    pub fn rate_limit(self, calls: u32, period: Duration) -> Self {
+        self.rate_limit_calls(calls).rate_limit_period(period)
+    }
+
+    /// The calls of [`rate_limit`](Self::rate_limit) alone (0 turns the limiter off); the
+    /// period then comes from `ST_RATE_LIMIT_PERIOD_MS`, else its default. Env:
+    /// `ST_RATE_LIMIT_PER_SECOND`.
+    pub fn rate_limit_calls(mut self, calls: u32) -> Self {
+        self.rate_limit_calls = Some(calls);
+        self
+    }
+
+    /// The period of [`rate_limit`](Self::rate_limit) alone; the calls then come from
+    /// `ST_RATE_LIMIT_PER_SECOND`, else their default. Env: `ST_RATE_LIMIT_PERIOD_MS`.
+    pub fn rate_limit_period(mut self, period: Duration) -> Self {
+        self.rate_limit_period = Some(period);
         self
     }
 
@@ -446,8 +457,21 @@ impl ClientBuilder {
 
     /// At most `calls` runs of one report per tenant per `period`. `calls == 0` turns it off.
     /// Env: `ST_REPORT_RATE_LIMIT_PER_MINUTE`, `ST_REPORT_RATE_LIMIT_PERIOD_SECS`. Default 5 per minute.
-    pub fn report_rate_limit(mut self, calls: u32, period: Duration) -> Self {
-        self.report_rate_limit = Some((calls, period));
+    pub fn report_rate_limit(self, calls: u32, period: Duration) -> Self {
+        self.report_rate_limit_calls(calls).report_rate_limit_period(period)
+    }
+
+    /// The calls of [`report_rate_limit`](Self::report_rate_limit) alone (0 turns it off).
+    /// Env: `ST_REPORT_RATE_LIMIT_PER_MINUTE`.
+    pub fn report_rate_limit_calls(mut self, calls: u32) -> Self {
+        self.report_rate_limit_calls = Some(calls);
+        self
+    }
+
+    /// The period of [`report_rate_limit`](Self::report_rate_limit) alone. Env:
+    /// `ST_REPORT_RATE_LIMIT_PERIOD_SECS`.
+    pub fn report_rate_limit_period(mut self, period: Duration) -> Self {
+        self.report_rate_limit_period = Some(period);
         self
     }
 
@@ -465,8 +489,20 @@ impl ClientBuilder {
 
     /// Exponential backoff with full jitter: attempt n waits a random time in
     /// `[0, min(cap, base × 2ⁿ)]`. Env: `ST_BACKOFF_BASE_MS`, `ST_BACKOFF_MAX_MS`. Default 250 ms, 20 s.
-    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
-        self.backoff = Some((base, cap));
+    pub fn backoff(self, base: Duration, cap: Duration) -> Self {
+        self.backoff_base(base).backoff_max(cap)
+    }
+
+    /// The base of [`backoff`](Self::backoff) alone; the cap then comes from
+    /// `ST_BACKOFF_MAX_MS`, else its default. Env: `ST_BACKOFF_BASE_MS`.
+    pub fn backoff_base(mut self, base: Duration) -> Self {
+        self.backoff_base = Some(base);
+        self
+    }
+
+    /// The cap of [`backoff`](Self::backoff) alone. Env: `ST_BACKOFF_MAX_MS`.
+    pub fn backoff_max(mut self, cap: Duration) -> Self {
+        self.backoff_max = Some(cap);
         self
     }
 
@@ -643,86 +679,96 @@ impl ClientBuilder {
         let token_url = token_url(auth_base, auth_arg)?;
         let api_url = parse_base_url(api_base, api_arg)?.as_str().trim_end_matches('/').to_owned();
 
-        let margin = match self.rate_limit_margin {
-            Some(m) => at_most("rate_limit_margin", m)?,
-            None => env_millis(&env, "ST_RATE_LIMIT_MARGIN_MS")?.unwrap_or(Duration::from_millis(100)),
-        };
-        let rate_limit = match self.rate_limit {
-            Some(limit) => Some(limit),
-            None => {
-                let calls = env_parse::<u32>(&env, "ST_RATE_LIMIT_PER_SECOND")?;
-                let period = env_millis(&env, "ST_RATE_LIMIT_PERIOD_MS")?;
-                Some((calls.unwrap_or(60), period.unwrap_or(Duration::from_secs(1))))
+        // Every setting on its own: its argument, else its variable, else its default (see
+        // `crate::settings`). A problem is reported under the name the value came by.
+        let count = |arg: Option<u32>, var: &str, default: u32| -> Result<(u32, String)> {
+            match arg {
+                Some(n) => Ok((n, String::new())),
+                None => Ok((env_parse::<u32>(&env, var)?.unwrap_or(default), var.to_owned())),
             }
         };
-        let report_rate_limit = match self.report_rate_limit {
-            Some(limit) => Some(limit),
-            None => {
-                let calls = env_parse::<u32>(&env, "ST_REPORT_RATE_LIMIT_PER_MINUTE")?;
-                let period = env_secs(&env, "ST_REPORT_RATE_LIMIT_PERIOD_SECS")?;
-                Some((calls.unwrap_or(5), period.unwrap_or(Duration::from_secs(60))))
+        type FromEnv = fn(&EnvLookup, &str) -> Result<Option<Duration>>;
+        let duration =
+            |arg: Option<Duration>, argument: &str, var: &str, from_env: FromEnv, default: Duration| match arg {
+                Some(d) => at_most(argument, d).map(|d| (d, argument.to_owned())),
+                None => from_env(&env, var).map(|d| (d.unwrap_or(default), var.to_owned())),
+            };
+        let (margin, _) = duration(
+            self.rate_limit_margin,
+            "rate_limit_margin",
+            "ST_RATE_LIMIT_MARGIN_MS",
+            env_millis,
+            DEFAULT_RATE_LIMIT_MARGIN,
+        )?;
+        let quota = |(calls, _): (u32, String), (period, name): (Duration, String)| -> Result<Option<Quota>> {
+            if calls == 0 || self.limits_off {
+                return Ok(None);
             }
-        };
-        let quota = |limit: Option<(u32, Duration)>, argument: &str| -> Result<Option<Quota>> {
-            match limit {
-                Some((0, _)) | None => Ok(None),
-                _ if self.limits_off => Ok(None),
-                Some((calls, period)) => {
-                    if period.is_zero() {
-                        return Err(Error::configuration(argument, "the period must be positive"));
-                    }
-                    Ok(Some(Quota { calls, period: at_most(argument, period)?, margin }))
-                }
+            if period.is_zero() {
+                return Err(Error::configuration(name, "the period must be positive"));
             }
+            Ok(Some(Quota { calls, period, margin }))
         };
-        let rate_limit = quota(rate_limit, "rate_limit")?;
-        let report_rate_limit = quota(report_rate_limit, "report_rate_limit")?;
+        let rate_limit = quota(
+            count(self.rate_limit_calls, "ST_RATE_LIMIT_PER_SECOND", DEFAULT_RATE_LIMIT_CALLS)?,
+            duration(
+                self.rate_limit_period,
+                "rate_limit_period",
+                "ST_RATE_LIMIT_PERIOD_MS",
+                env_millis,
+                DEFAULT_RATE_LIMIT_PERIOD,
+            )?,
+        )?;
+        let report_rate_limit = quota(
+            count(self.report_rate_limit_calls, "ST_REPORT_RATE_LIMIT_PER_MINUTE", DEFAULT_REPORT_RATE_LIMIT_CALLS)?,
+            duration(
+                self.report_rate_limit_period,
+                "report_rate_limit_period",
+                "ST_REPORT_RATE_LIMIT_PERIOD_SECS",
+                env_secs,
+                DEFAULT_REPORT_RATE_LIMIT_PERIOD,
+            )?,
+        )?;
 
-        let max_attempts = match self.max_attempts {
-            Some(n) => n,
-            None => env_parse::<u32>(&env, "ST_MAX_ATTEMPTS")?.unwrap_or(10),
-        };
+        let (max_attempts, _) = count(self.max_attempts, "ST_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)?;
         if max_attempts == 0 {
             return Err(Error::configuration("max_attempts", "at least one attempt is needed"));
         }
-        let (base_delay, max_delay) = match self.backoff {
-            Some(b) => b,
-            None => (
-                env_millis(&env, "ST_BACKOFF_BASE_MS")?.unwrap_or(Duration::from_millis(250)),
-                env_millis(&env, "ST_BACKOFF_MAX_MS")?.unwrap_or(Duration::from_secs(20)),
-            ),
-        };
-        let retry = RetryPolicy {
-            max_attempts,
-            base_delay: at_most("backoff", base_delay)?,
-            max_delay: at_most("backoff", max_delay)?,
-        };
+        let (base_delay, _) =
+            duration(self.backoff_base, "backoff_base", "ST_BACKOFF_BASE_MS", env_millis, DEFAULT_BACKOFF_BASE)?;
+        let (max_delay, _) =
+            duration(self.backoff_max, "backoff_max", "ST_BACKOFF_MAX_MS", env_millis, DEFAULT_BACKOFF_MAX)?;
+        let retry = RetryPolicy { max_attempts, base_delay, max_delay };
 
-        // A problem is reported under the name the value came by: the argument, or the variable.
-        let pick = |arg: Option<Duration>, argument: &str, var: &str, default: Duration| -> Result<Duration> {
-            let (d, name) = match arg {
-                Some(d) => (d, argument),
-                None => (env_secs(&env, var)?.unwrap_or(default), var),
-            };
+        let timeout = |arg: Option<Duration>, argument: &str, var: &str, default: Duration| -> Result<Duration> {
+            let (d, name) = duration(arg, argument, var, env_secs, default)?;
             if d.is_zero() {
                 return Err(Error::configuration(name, "a timeout must be positive"));
             }
-            at_most(name, d)
+            Ok(d)
         };
         let timeouts = Timeouts {
-            connect: pick(self.connect_timeout, "connect_timeout", "ST_CONNECT_TIMEOUT_SECS", Duration::from_secs(10))?,
-            attempt: pick(
+            connect: timeout(
+                self.connect_timeout,
+                "connect_timeout",
+                "ST_CONNECT_TIMEOUT_SECS",
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            attempt: timeout(
                 self.attempt_timeout,
                 "attempt_timeout",
                 "ST_ATTEMPT_TIMEOUT_SECS",
-                Duration::from_secs(110),
+                DEFAULT_ATTEMPT_TIMEOUT,
             )?,
-            total: pick(self.timeout, "timeout", "ST_TIMEOUT_SECS", Duration::from_secs(300))?,
+            total: timeout(self.timeout, "timeout", "ST_TIMEOUT_SECS", DEFAULT_TIMEOUT)?,
         };
-        let max_retry_after = match self.max_retry_after {
-            Some(d) => at_most("max_retry_after", d)?,
-            None => env_secs(&env, "ST_MAX_RETRY_AFTER_SECS")?.unwrap_or(Duration::from_secs(120)),
-        };
+        let (max_retry_after, _) = duration(
+            self.max_retry_after,
+            "max_retry_after",
+            "ST_MAX_RETRY_AFTER_SECS",
+            env_secs,
+            DEFAULT_MAX_RETRY_AFTER,
+        )?;
 
         let language = self.language.as_deref().unwrap_or("rust");
         if language.is_empty() || !language.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -787,58 +833,61 @@ impl ClientBuilder {
         Ok(Some(settings.client_time(client_time)))
     }
 
+    /// The environment: a known one by name, or a custom one from both URLs, never both.
+    ///
+    /// Arguments win over environment variables: an `environment` argument ignores
+    /// `ST_AUTH_URL`/`ST_API_URL`, URL arguments ignore `ST_ENVIRONMENT`. Given together at
+    /// the same level (both as arguments, or both as variables), a name and URLs are refused:
+    /// one would silently override the other.
     fn resolve_environment(&self, env: &EnvLookup) -> Result<Environment> {
-        // Arguments win over environment variables, setting by setting; URLs make a custom
-        // environment (the sandbox), a name picks a known one.
-        let explicit = match (&self.environment, &self.environment_name) {
+        let named = match (&self.environment, &self.environment_name) {
             (Some(e), _) => Some(e.clone()),
             (None, Some(name)) => Some(Environment::parse_named(name, "environment")?),
             (None, None) => None,
         };
-        let from_args = (self.auth_url.clone(), self.api_url.clone());
-        let urls = match (explicit.is_some(), from_args) {
-            (_, (Some(a), Some(b))) => Some((a, b)),
-            (_, (Some(_), None)) => {
-                return Err(Error::configuration(
+        let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        if named.is_some() || self.auth_url.is_some() || self.api_url.is_some() {
+            return match (named, self.auth_url.clone(), self.api_url.clone()) {
+                (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(mixed("environment", "auth_url and api_url")),
+                (Some(e), None, None) => Ok(e),
+                (None, Some(auth_url), Some(api_url)) => Ok(Environment::Custom { auth_url, api_url }),
+                (None, Some(_), None) => Err(Error::configuration(
                     "api_url",
                     "auth_url was given without api_url: a custom environment needs both",
-                ))
-            }
-            (_, (None, Some(_))) => {
-                return Err(Error::configuration(
+                )),
+                (None, None, _) => Err(Error::configuration(
                     "auth_url",
                     "api_url was given without auth_url: a custom environment needs both",
-                ))
-            }
-            (true, (None, None)) => None,
-            (false, (None, None)) => match (env("ST_AUTH_URL"), env("ST_API_URL")) {
-                (Some(a), Some(b)) => Some((a, b)),
-                (Some(_), None) => {
-                    return Err(Error::configuration(
-                        "ST_API_URL",
-                        "ST_AUTH_URL is set but ST_API_URL is not: a custom environment needs both",
-                    ))
-                }
-                (None, Some(_)) => {
-                    return Err(Error::configuration(
-                        "ST_AUTH_URL",
-                        "ST_API_URL is set but ST_AUTH_URL is not: a custom environment needs both",
-                    ))
-                }
-                (None, None) => None,
-            },
-        };
-        if let Some((auth_url, api_url)) = urls {
-            return Ok(Environment::Custom { auth_url, api_url });
+                )),
+            };
         }
-        if let Some(e) = explicit {
-            return Ok(e);
-        }
-        match env("ST_ENVIRONMENT") {
-            Some(name) if !name.trim().is_empty() => Environment::parse_named(&name, "ST_ENVIRONMENT"),
-            _ => Ok(Environment::Production),
+        let name = given(env("ST_ENVIRONMENT"));
+        match (name, given(env("ST_AUTH_URL")), given(env("ST_API_URL"))) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(mixed("ST_ENVIRONMENT", "ST_AUTH_URL and ST_API_URL")),
+            (Some(name), None, None) => Environment::parse_named(&name, "ST_ENVIRONMENT"),
+            (None, Some(auth_url), Some(api_url)) => Ok(Environment::Custom { auth_url, api_url }),
+            (None, Some(_), None) => Err(Error::configuration(
+                "ST_API_URL",
+                "ST_AUTH_URL is set but ST_API_URL is not: a custom environment needs both",
+            )),
+            (None, None, Some(_)) => Err(Error::configuration(
+                "ST_AUTH_URL",
+                "ST_API_URL is set but ST_AUTH_URL is not: a custom environment needs both",
+            )),
+            (None, None, None) => Ok(Environment::Production),
         }
     }
+}
+
+/// The error for a known environment and custom URLs given together.
+fn mixed(environment: &str, urls: &str) -> Error {
+    Error::configuration(
+        environment,
+        format!(
+            "{environment} was given together with {urls}: name a known environment (production, \
+             integration) or give {urls} for a custom one (such as the sandbox), not both"
+        ),
+    )
 }
 
 fn parse_base_url(raw: &str, argument: &str) -> Result<Url> {
@@ -1049,13 +1098,9 @@ fn env_parse<T: std::str::FromStr>(env: &EnvLookup, name: &str) -> Result<Option
     }
 }
 
-/// The longest duration any setting takes: longer ones are surely mistakes, and would overflow
-/// the clock arithmetic of deadlines.
-pub(crate) const MAX_SETTING: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// `d`, or a `configuration` error naming `argument` if it is longer than [`MAX_SETTING`].
+/// `d`, or a `configuration` error naming `argument` if it is longer than [`MAX_DURATION`].
 pub(crate) fn at_most(argument: &str, d: Duration) -> Result<Duration> {
-    if d > MAX_SETTING {
+    if d > MAX_DURATION {
         return Err(Error::configuration(argument, "durations are limited to 30 days"));
     }
     Ok(d)

@@ -5,8 +5,10 @@
 //! (cached per environment, client id and secret fingerprint; one fetch for all concurrent
 //! callers; refreshed ahead of expiry) → **admit** (at most N calls per tenant in any window of
 //! one period plus a jitter margin, taken right before sending; a 429 pauses every caller of
-//! the tenant) → **send** → **classify** (401: new token, resend once; 429: wait, resend;
-//! 5xx/timeouts: resend idempotent calls with backoff) → one typed [`Error`].
+//! the tenant) → **send** → **classify** (one rule for API calls, token requests and Redis:
+//! 401: new token, resend once, unless it names the app key; 429: wait, resend; 5xx, 408,
+//! timeouts, refused or reset connections: resend idempotent calls with backoff; a name that
+//! does not resolve or a TLS failure: fail at once) → one typed [`Error`].
 //!
 //! ```no_run
 //! use futures::TryStreamExt;
@@ -53,6 +55,7 @@
 
 pub mod auth;
 mod body;
+mod classify;
 mod client;
 pub mod clock;
 pub mod config;
@@ -71,6 +74,7 @@ mod reports;
 mod request;
 pub mod retry;
 mod route;
+pub mod settings;
 mod sync;
 mod tenant;
 pub mod webhooks;
@@ -88,7 +92,7 @@ pub use paging::{
 pub use reports::{
     Record, ReportCategory, ReportField, ReportMetadata, ReportPage, ReportParameter, ReportQuery, ReportSummary,
 };
-pub use request::RequestBuilder;
+pub use request::{RequestBuilder, ResponseBody};
 pub use reqwest::Method;
 pub use route::KNOWN_MODULES;
 pub use tenant::Tenant;

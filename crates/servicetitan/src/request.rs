@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,9 +16,10 @@ use tracing::Instrument;
 
 use crate::auth::CachedToken;
 use crate::body::{announced_over, read_capped, size_in_words, Capped, MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES};
+use crate::classify::{classify, describe_failure, Answer, Cause, Failure, Outcome, Sent};
 use crate::clock::Clock;
 use crate::error::{excerpt, Error, ErrorCode, Result};
-use crate::retry::{is_idempotent, parse_retry_after, seconds_in_title};
+use crate::retry::is_idempotent;
 use crate::route::{self, Route, KNOWN_MODULES};
 use crate::tenant::{Tenant, TenantInner};
 
@@ -110,10 +111,19 @@ impl RequestBuilder {
         decode(&bytes, &call.method, &call.route.url)
     }
 
-    /// Sends and returns the raw body (bindings decode it straight into their own objects).
+    /// Sends and returns the raw body.
     pub async fn send_bytes(self) -> Result<Bytes> {
         let (tenant, call) = self.prepare()?;
         execute(&tenant.inner, &call).await
+    }
+
+    /// Sends and returns the raw body with the request it answers, for callers that decode
+    /// it themselves (the bindings, straight into their own objects) and need to say which
+    /// request's body was not JSON: see [`ResponseBody::decode_error`].
+    pub async fn send_body(self) -> Result<ResponseBody> {
+        let (tenant, call) = self.prepare()?;
+        let bytes = execute(&tenant.inner, &call).await?;
+        Ok(ResponseBody { bytes, method: call.method, url: call.route.url })
     }
 
     /// Checks the input and routes the call: bad input is refused here, before any request.
@@ -147,6 +157,61 @@ impl RequestBuilder {
     }
 }
 
+/// A 2xx body as the API sent it, and the request it answers (from
+/// [`RequestBuilder::send_body`]). Derefs to the bytes.
+#[derive(Clone, Debug)]
+pub struct ResponseBody {
+    bytes: Bytes,
+    method: Method,
+    url: String,
+}
+
+impl ResponseBody {
+    /// The body.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The body, without the request.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// The method of the request.
+    pub fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    /// The URL of the request (the API's, without the query string).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `decode` error for a body that is not the JSON expected, `detail` saying why (a
+    /// decoder's message, cut to what an error message carries): it names the request, as
+    /// every error of a call does.
+    ///
+    /// ```no_run
+    /// # async fn demo(tenant: servicetitan::Tenant) -> servicetitan::Result<()> {
+    /// let body = tenant.get("crm/customers").send_body().await?;
+    /// let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| body.decode_error(e))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn decode_error(&self, detail: impl std::fmt::Display) -> Error {
+        let detail = excerpt(&detail.to_string()).into_owned();
+        Error::new(ErrorCode::Decode, format!("the response is not valid JSON ({detail})"))
+            .with_request(self.method.as_str(), &self.url)
+    }
+}
+
+impl std::ops::Deref for ResponseBody {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// Decodes a 2xx body, or says which request's body was not the JSON promised.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], method: &Method, url: &str) -> Result<T> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { bytes };
@@ -176,8 +241,9 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    fn may_resend(&self) -> bool {
-        self.retry_any || is_idempotent(&self.method)
+    /// What the classifier needs to know of the call.
+    fn sent(&self) -> Sent {
+        Sent::Api { resendable: self.retry_any || is_idempotent(&self.method) }
     }
 }
 
@@ -193,6 +259,7 @@ enum Attempt {
         error: Error,
         wait: Duration,
         cool_down: Option<String>,
+        cause: Cause,
     },
 }
 
@@ -245,7 +312,7 @@ async fn execute_in_span(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
         // large allocation per call.
         let outcome = Box::pin(attempt_once(tenant, call, deadline, &mut throttled, attempt).instrument(span)).await;
         // (error, wait before resending, sleep here rather than in the limiter, counts as an attempt)
-        let (error, wait, sleep, counted) = match outcome {
+        let (error, wait, sleep, counted, cause) = match outcome {
             Attempt::Done(bytes, status) => {
                 tracing::Span::current().record("status", status);
                 break Ok(bytes);
@@ -262,9 +329,9 @@ async fn execute_in_span(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
                     break Err(e);
                 }
                 // Renewing the token is not a failure of the call: it does not use up an attempt.
-                (error, Duration::ZERO, false, false)
+                (error, Duration::ZERO, false, false, Cause::TokenRefused)
             }
-            Attempt::Retry { error, wait, cool_down } => {
+            Attempt::Retry { error, wait, cool_down, cause } => {
                 if let Some(key) = &cool_down {
                     // A wait longer than the caller allows fails this call at once, and is not
                     // imposed on the others either: they would only sit out their deadlines.
@@ -276,7 +343,7 @@ async fn execute_in_span(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
                         break Err(e);
                     }
                 }
-                (error, wait, cool_down.is_none(), true)
+                (error, wait, cool_down.is_none(), true, cause)
             }
         };
         if counted && attempt >= config.retry.max_attempts + u32::from(reauthorized) {
@@ -288,7 +355,13 @@ async fn execute_in_span(tenant: &TenantInner, call: &Call) -> Result<Bytes> {
             break Err(error);
         }
         client.counters.retries.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "resending");
+        tracing::info!(
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            reason = cause.describe(),
+            error = %error,
+            "resending"
+        );
         // A 429's wait is served by the limiter's cooldown, shared with every other caller.
         if sleep && !wait.is_zero() {
             clock.sleep(wait).await;
@@ -338,8 +411,6 @@ async fn attempt_once(
     throttled: &mut Duration,
     attempt: u32,
 ) -> Attempt {
-    // Resend number `attempt - 1` waits up to base × 2^(attempt - 1).
-    let backoff = || tenant.client.config.retry.backoff(attempt.saturating_sub(1));
     let total = Some(call.timeout.unwrap_or(tenant.client.config.timeouts.total));
     let client = &tenant.client;
     let config = &client.config;
@@ -418,24 +489,16 @@ async fn attempt_once(
         request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).body(body.clone());
     }
     client.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let response = match request.send().await {
+    let mut response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return transport_failure(call, e, false, backoff()),
+        // A failed connect never reached the server.
+        Err(e) => {
+            let delivered = !e.is_connect();
+            return transport_failure(tenant, call, e, delivered, false, attempt);
+        }
     };
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
-    if status.is_redirection() {
-        // Never followed, never resent: the body is not even read.
-        return Attempt::Fail(
-            redirect_error(status, response.headers(), &call.route.url, Redirected::Api)
-                .with_request(call.method.as_str(), &call.route.url),
-        );
-    }
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, clock.wall()));
     let too_large = |detail: String| {
         Attempt::Fail(
             Error::new(
@@ -457,113 +520,121 @@ async fn attempt_once(
             return too_large(format!("it announced {announced} bytes"));
         }
     }
-    // Boxed: reading the body is the largest state of a call, and keeping it out of line keeps
-    // every call's future small (large futures cost a large allocation per call).
-    let body = match Box::pin(read_capped(response, cap)).await {
-        Ok(Capped::Whole(b)) => b,
-        // Enough of an error body to classify it; the rest is of no use.
-        Ok(Capped::Cut(b)) if !status.is_success() => b,
-        Ok(Capped::Cut(_)) => return too_large(format!("cut off after {}", size_in_words(cap))),
-        Err(e) => return transport_failure(call, e, true, backoff()),
+    // Taken, not copied: reading the body needs no headers.
+    let headers = std::mem::take(response.headers_mut());
+    let body = if status.is_redirection() {
+        // Never followed, never resent: the body is not even read.
+        Bytes::new()
+    } else {
+        // Boxed: reading the body is the largest state of a call, and keeping it out of line
+        // keeps every call's future small (large futures cost a large allocation per call).
+        match Box::pin(read_capped(response, cap)).await {
+            Ok(Capped::Whole(b)) => b,
+            // Enough of an error body to classify it; the rest is of no use.
+            Ok(Capped::Cut(b)) if !status.is_success() => b,
+            Ok(Capped::Cut(_)) => return too_large(format!("cut off after {}", size_in_words(cap))),
+            Err(e) => return transport_failure(tenant, call, e, true, true, attempt),
+        }
     };
 
     // 4. Classify.
-    if status.is_success() {
-        return Attempt::Done(body, status.as_u16());
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        client.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
-    let problem = Problem::parse(&body);
-    let method = call.method.as_str();
-    let url = call.route.url.as_str();
-    let environment = &config.environment;
-    let base = |code: ErrorCode, message: String| {
-        Error::new(code, message)
-            .with_status(status.as_u16())
-            .with_title(problem.title.clone())
-            .with_trace_id(problem.trace_id.clone())
-            .with_errors(problem.errors.clone())
-            .with_request(method, url)
+    let answer = Answer::Response { status, headers: &headers, body: &body };
+    let outcome = classify(call.sent(), &answer, clock.wall(), config.max_retry_after);
+    let (code, cause) = match outcome {
+        Outcome::Success => return Attempt::Done(body, status.as_u16()),
+        Outcome::Fail { cause: Cause::Redirect, .. } => {
+            return Attempt::Fail(
+                redirect_error(status, &headers, &call.route.url, Redirected::Api)
+                    .with_request(call.method.as_str(), &call.route.url),
+            )
+        }
+        Outcome::RefetchToken => (ErrorCode::Authentication, Cause::TokenRefused),
+        Outcome::Resend { code, cause, .. } | Outcome::NotResent { code, cause } | Outcome::Fail { code, cause } => {
+            (code, cause)
+        }
     };
+    let problem = Problem::parse(&body);
     let title = problem.title.as_deref().unwrap_or("");
-    match status {
-        StatusCode::UNAUTHORIZED => Attempt::Unauthorized(
-            base(
-                ErrorCode::Authentication,
-                format!(
-                    "the API refused the access token even after a fresh one ({title}). Check the \
-                     app key (ST-App-Key) and that client id {:?} belongs to tenant {} in the {environment} \
-                     environment: credentials are environment specific",
-                    tenant.token.key.client_id, tenant.id
-                ),
-            ),
-            token,
+    let what = match cause {
+        Cause::ServerTimedOut => "timed out on the server",
+        _ => "failed on the server",
+    };
+    let message = match cause {
+        Cause::TokenRefused => format!(
+            "the API refused the access token even after a fresh one ({title}). Check the \
+             app key (ST-App-Key) and that client id {:?} belongs to tenant {} in the {} \
+             environment: credentials are environment specific",
+            tenant.token.key.client_id, tenant.id, config.environment
         ),
-        StatusCode::TOO_MANY_REQUESTS => {
-            client.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            let wait = retry_after
-                .or_else(|| seconds_in_title(title))
-                .unwrap_or_else(|| backoff().max(Duration::from_millis(100)));
-            let key = match call.report_id {
-                // A report's limit is its own: pausing the whole tenant for a minute would
-                // stall every other call.
-                Some(id) => tenant.report_limit_key(id),
-                None => tenant.limit_key.clone(),
-            };
-            let message = if wait > config.max_retry_after {
-                format!(
-                    "rate limited by the server, which asks to wait {:.0} s, longer than max_retry_after ({:.0} s): {title}",
-                    wait.as_secs_f64(),
-                    config.max_retry_after.as_secs_f64()
-                )
+        Cause::AppKeyRefused => format!(
+            "the API refused the app key ({title}): check the app key (app_key, ST_APP_KEY). The \
+             client id and secret were accepted; a new token would not help, so none was fetched"
+        ),
+        Cause::Throttled => format!("still rate limited by the server after the retries: {title}"),
+        Cause::WaitTooLong(wait) => format!(
+            "{}, which asks to wait {:.0} s, longer than max_retry_after ({:.0} s): {title}",
+            if code == ErrorCode::RateLimited {
+                "rate limited by the server".to_owned()
             } else {
-                format!("still rate limited by the server after the retries: {title}")
-            };
-            Attempt::Retry {
-                error: base(ErrorCode::RateLimited, message).with_retry_after(Some(wait)),
-                wait,
-                cool_down: Some(key),
-            }
+                format!("the call {what} ({status})")
+            },
+            wait.as_secs_f64(),
+            config.max_retry_after.as_secs_f64()
+        ),
+        Cause::ServerFailed | Cause::ServerTimedOut if matches!(outcome, Outcome::NotResent { .. }) => format!(
+            "the call {what} ({status}) and was not resent: the method is not idempotent (mark the \
+             call safe_to_retry if resending is harmless): {title}"
+        ),
+        Cause::ServerFailed | Cause::ServerTimedOut => {
+            format!("the call {what} ({status}), also on every retry: {title}")
         }
-        s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
-            let (code, what) = if s == StatusCode::REQUEST_TIMEOUT {
-                (ErrorCode::Timeout, "timed out on the server")
-            } else {
-                (ErrorCode::Server, "failed on the server")
-            };
-            let transient = !matches!(s, StatusCode::NOT_IMPLEMENTED | StatusCode::HTTP_VERSION_NOT_SUPPORTED);
-            if transient && call.may_resend() {
-                Attempt::Retry {
-                    error: base(code, format!("the call {what} ({s}), also on every retry: {title}")),
-                    wait: retry_after.unwrap_or_else(backoff),
-                    cool_down: None,
-                }
-            } else {
-                let why = if transient {
-                    " and was not resent: the method is not idempotent (mark the call safe_to_retry if resending is harmless)"
-                } else {
-                    ""
-                };
-                Attempt::Fail(base(code, format!("the call {what} ({s}){why}: {title}")))
-            }
-        }
-        StatusCode::FORBIDDEN => Attempt::Fail(base(
-            ErrorCode::PermissionDenied,
-            format!(
-                "permission denied ({title}): the app may lack the scope for this API or not be \
-                 connected to tenant {}. New scopes take effect only after the tenant admin \
-                 accepts the new app version",
-                tenant.id
-            ),
-        )),
-        StatusCode::NOT_FOUND | StatusCode::GONE => {
+        Cause::NotSupported | Cause::UnexpectedStatus => format!("the call {what} ({status}): {title}"),
+        Cause::PermissionDenied => format!(
+            "permission denied ({title}): the app may lack the scope for this API or not be \
+             connected to tenant {}. New scopes take effect only after the tenant admin \
+             accepts the new app version",
+            tenant.id
+        ),
+        Cause::NotFound => {
             let hint = if call.route.is_known_module() {
                 String::new()
             } else {
                 format!(" ({:?} is not a known module; known modules: {})", call.route.module, KNOWN_MODULES.join(", "))
             };
-            Attempt::Fail(base(ErrorCode::NotFound, format!("not found: {title}{hint}")))
+            format!("not found: {title}{hint}")
         }
-        StatusCode::CONFLICT => Attempt::Fail(base(ErrorCode::Conflict, format!("conflict: {title}"))),
-        s => Attempt::Fail(base(ErrorCode::BadRequest, format!("the server refused the request ({s}): {title}"))),
+        Cause::Conflict => format!("conflict: {title}"),
+        _ => format!("the server refused the request ({status}): {title}"),
+    };
+    let error = Error::new(code, message)
+        .with_status(status.as_u16())
+        .with_title(problem.title)
+        .with_trace_id(problem.trace_id)
+        .with_errors(problem.errors)
+        .with_request(call.method.as_str(), &call.route.url);
+    match outcome {
+        Outcome::RefetchToken => Attempt::Unauthorized(error, token),
+        Outcome::Resend { .. } => {
+            let wait = outcome.wait(&config.retry, attempt.saturating_sub(1));
+            if cause == Cause::Throttled {
+                let key = match call.report_id {
+                    // A report's limit is its own: pausing the whole tenant for a minute would
+                    // stall every other call.
+                    Some(id) => tenant.report_limit_key(id),
+                    None => tenant.limit_key.clone(),
+                };
+                Attempt::Retry { error: error.with_retry_after(Some(wait)), wait, cool_down: Some(key), cause }
+            } else {
+                Attempt::Retry { error, wait, cool_down: None, cause }
+            }
+        }
+        Outcome::Fail { cause: Cause::WaitTooLong(wait), code: ErrorCode::RateLimited } => {
+            Attempt::Fail(error.with_retry_after(Some(wait)))
+        }
+        _ => Attempt::Fail(error),
     }
 }
 
@@ -612,34 +683,51 @@ pub(crate) fn redirect_error(status: StatusCode, headers: &HeaderMap, request_ur
     .with_status(status.as_u16())
 }
 
-fn transport_failure(call: &Call, e: reqwest::Error, reading_body: bool, backoff: Duration) -> Attempt {
-    let (code, what) = if e.is_timeout() {
-        (ErrorCode::Timeout, "timed out")
-    } else if e.is_connect() {
-        (ErrorCode::Connection, "could not connect")
-    } else if reading_body {
-        (ErrorCode::Connection, "lost the connection while reading the response")
+fn transport_failure(
+    tenant: &TenantInner,
+    call: &Call,
+    e: reqwest::Error,
+    delivered: bool,
+    reading_body: bool,
+    attempt: u32,
+) -> Attempt {
+    let config = &tenant.client.config;
+    let (failure, detail) = describe_failure(&e);
+    let answer = Answer::Transport { failure, delivered };
+    let outcome = classify(call.sent(), &answer, tenant.client.clock.wall(), config.max_retry_after);
+    let what = if reading_body {
+        "lost the connection while reading the response"
+    } else if !delivered {
+        "could not connect"
     } else {
-        (ErrorCode::Connection, "lost the connection")
+        "lost the connection"
     };
-    // A failed connect never reached the server, so even a POST may go again.
-    let resend = call.may_resend() || (e.is_connect() && !reading_body);
-    let error = Error::new(code, format!("the call {what}"))
-        .with_request(call.method.as_str(), &call.route.url)
-        .with_source(e.without_url());
-    if resend {
-        Attempt::Retry { error, wait: backoff, cool_down: None }
-    } else {
-        Attempt::Fail(
-            Error::new(
-                code,
-                format!(
-                    "the call {what} and was not resent: the method is not idempotent and the server \
-                 may have processed it (mark the call safe_to_retry if resending is harmless)"
-                ),
-            )
-            .with_request(call.method.as_str(), &call.route.url),
-        )
+    let hint = match failure {
+        Failure::NameNotResolved => "; check api_url (ST_API_URL) and the network",
+        Failure::Tls => "; check api_url (ST_API_URL), the trusted certificates (ST_CA_BUNDLE) and any proxy",
+        _ => "",
+    };
+    let error = |code: ErrorCode, tail: &str| {
+        Error::new(code, format!("the call {what}: {detail}{hint}{tail}"))
+            .with_request(call.method.as_str(), &call.route.url)
+            .with_source(e.without_url())
+    };
+    match outcome {
+        Outcome::Resend { code, cause, .. } => Attempt::Retry {
+            error: error(code, ""),
+            wait: outcome.wait(&config.retry, attempt.saturating_sub(1)),
+            cool_down: None,
+            cause,
+        },
+        Outcome::NotResent { code, .. } => Attempt::Fail(error(
+            code,
+            ", and was not resent: the method is not idempotent and the server may have processed \
+             it (mark the call safe_to_retry if resending is harmless)",
+        )),
+        Outcome::Fail { code, .. } => Attempt::Fail(error(code, "")),
+        Outcome::Success | Outcome::RefetchToken => {
+            Attempt::Fail(error(ErrorCode::Internal, " (a connection failure classified as an answer)"))
+        }
     }
 }
 
@@ -802,6 +890,21 @@ mod tests {
         assert!(text.contains("an unreadable Location"), "{text}");
         let text = redirect_error(StatusCode::FOUND, &HeaderMap::new(), "http://h/", Redirected::Api).to_string();
         assert!(text.contains("no Location"), "{text}");
+    }
+
+    #[test]
+    fn a_body_decoded_elsewhere_names_its_request_when_it_is_not_json() {
+        let body = ResponseBody {
+            bytes: Bytes::from_static(b"<html>"),
+            method: Method::POST,
+            url: "https://api/crm/v2/tenant/1/customers".into(),
+        };
+        assert_eq!(&*body, b"<html>");
+        let e = body.decode_error(format!("expected value at line 1 column 1{}", "x".repeat(5000)));
+        assert_eq!((e.code(), e.method(), e.url()), (ErrorCode::Decode, Some("POST"), Some(body.url())));
+        let text = e.to_string();
+        assert!(text.contains("not valid JSON (expected value") && text.contains("[POST https://api/crm"), "{text}");
+        assert!(text.len() < 1200, "{}", text.len());
     }
 
     #[test]

@@ -17,7 +17,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 10, base_delay: Duration::from_millis(250), max_delay: Duration::from_secs(20) }
+        use crate::settings::{DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_ATTEMPTS};
+        RetryPolicy {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            base_delay: DEFAULT_BACKOFF_BASE,
+            max_delay: DEFAULT_BACKOFF_MAX,
+        }
     }
 }
 

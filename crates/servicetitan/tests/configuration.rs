@@ -46,7 +46,7 @@ fn bad_client_settings_are_refused_naming_the_argument() {
     // Durations that would overflow deadline arithmetic are refused, not a panic later.
     refused(none().app_key("ak1.x").timeout(Duration::from_secs(u64::MAX / 2)).build(), "timeout");
     refused(none().app_key("ak1.x").timeout(Duration::ZERO).build(), "timeout");
-    refused(none().app_key("ak1.x").rate_limit(60, Duration::from_secs(u64::MAX)).build(), "rate_limit");
+    refused(none().app_key("ak1.x").rate_limit(60, Duration::from_secs(u64::MAX)).build(), "rate_limit_period");
     refused(none().app_key("ak1.x").max_retry_after(Duration::MAX).build(), "max_retry_after");
     refused(
         Client::builder().env_lookup(env(&[("ST_APP_KEY", "ak1.x"), ("ST_TIMEOUT_SECS", "1e30")])).build(),
@@ -104,6 +104,73 @@ fn settings_come_from_arguments_then_environment_variables_then_defaults() {
         .unwrap();
     assert!(off.config().rate_limit().is_none());
     assert!(!format!("{off:?}").contains("ak1.x"), "the app key is redacted");
+}
+
+#[test]
+fn half_of_a_pair_takes_the_other_half_from_its_variable_then_its_default() {
+    let with = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("ST_APP_KEY", "ak1.x")];
+        all.extend_from_slice(pairs);
+        Client::builder().env_lookup(env(&all))
+    };
+    let c = with(&[("ST_RATE_LIMIT_PERIOD_MS", "2000")]).rate_limit_calls(30).build().unwrap();
+    let limit = c.config().rate_limit().unwrap();
+    assert_eq!((limit.calls, limit.period), (30, Duration::from_secs(2)));
+    let c = with(&[("ST_RATE_LIMIT_PER_SECOND", "7")]).rate_limit_period(Duration::from_secs(3)).build().unwrap();
+    let limit = c.config().rate_limit().unwrap();
+    assert_eq!((limit.calls, limit.period), (7, Duration::from_secs(3)));
+    let c = with(&[]).rate_limit_calls(30).report_rate_limit_calls(2).build().unwrap();
+    assert_eq!(c.config().rate_limit().unwrap().period, servicetitan::settings::DEFAULT_RATE_LIMIT_PERIOD);
+    assert_eq!(
+        c.config().report_rate_limit().unwrap().period,
+        servicetitan::settings::DEFAULT_REPORT_RATE_LIMIT_PERIOD
+    );
+
+    let c = with(&[("ST_BACKOFF_MAX_MS", "900")]).backoff_base(Duration::from_millis(5)).build().unwrap();
+    assert_eq!(
+        (c.config().retry().base_delay, c.config().retry().max_delay),
+        (Duration::from_millis(5), Duration::from_millis(900))
+    );
+    let c = with(&[]).backoff_max(Duration::from_secs(1)).build().unwrap();
+    assert_eq!(c.config().retry().base_delay, servicetitan::settings::DEFAULT_BACKOFF_BASE);
+    // The half from the environment is checked under its variable's name.
+    refused(with(&[("ST_RATE_LIMIT_PERIOD_MS", "0")]).rate_limit_calls(5).build(), "ST_RATE_LIMIT_PERIOD_MS");
+    refused(with(&[("ST_BACKOFF_MAX_MS", "soon")]).backoff_base(Duration::from_millis(5)).build(), "ST_BACKOFF_MAX_MS");
+    // The defaults are the schema's.
+    let c = with(&[]).build().unwrap();
+    assert_eq!(*c.config().retry(), servicetitan::retry::RetryPolicy::default());
+    assert_eq!(c.config().timeouts().total, servicetitan::settings::DEFAULT_TIMEOUT);
+}
+
+#[test]
+fn a_known_environment_and_custom_urls_are_never_mixed() {
+    let none = || Client::builder().app_key("ak1.x").env_lookup(|_| None);
+    let (auth, api) = ("https://auth.example.com", "https://api.example.com");
+    // Both as arguments: refused, whichever way the environment is named.
+    for e in [
+        none().environment(Environment::Integration).auth_url(auth).api_url(api).build(),
+        none().environment_name("production").auth_url(auth).api_url(api).build(),
+        none().environment_name("integration").api_url(api).build(),
+    ] {
+        let e = e.expect_err("a name and URLs together");
+        assert_eq!((e.code(), e.argument()), (ErrorCode::Configuration, Some("environment")), "{e}");
+        assert!(e.to_string().contains("not both") && e.to_string().contains("auth_url"), "{e}");
+    }
+    // An unknown name is reported as such first.
+    refused(none().environment_name("staging").auth_url(auth).api_url(api).build(), "environment");
+    // Both as environment variables: refused too.
+    let vars =
+        env(&[("ST_APP_KEY", "ak1.x"), ("ST_ENVIRONMENT", "integration"), ("ST_AUTH_URL", auth), ("ST_API_URL", api)]);
+    refused(Client::builder().env_lookup(vars).build(), "ST_ENVIRONMENT");
+    // An argument beats an environment variable, whichever kind each is.
+    let vars = env(&[("ST_AUTH_URL", auth), ("ST_API_URL", api)]);
+    let client = none().env_lookup(vars).environment(Environment::Integration).build().unwrap();
+    assert_eq!(client.config().environment(), &Environment::Integration);
+    let client = none().env_lookup(env(&[("ST_ENVIRONMENT", "integration")])).auth_url(auth).api_url(api).build();
+    assert_eq!(client.unwrap().config().api_url(), api);
+    // A custom environment given whole is not a mix.
+    let custom = Environment::Custom { auth_url: auth.into(), api_url: api.into() };
+    assert_eq!(none().environment(custom.clone()).build().unwrap().config().environment(), &custom);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

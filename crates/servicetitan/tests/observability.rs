@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use servicetitan::TenantCredentials;
+use servicetitan_sandbox::Fault;
 
 /// Collects everything the tracing subscriber writes.
 #[derive(Clone, Default)]
@@ -41,6 +42,16 @@ async fn secrets_never_show_in_debug_errors_or_logs() {
     let client = builder(&sandbox).build().unwrap();
     let good = tenant(&client, &sandbox, 0);
     let bad = client.tenant(TenantCredentials::new(1002, "cid.sandbox.1002", "cs1.not-the-secret"));
+    // Two failed token requests and one failed call first, for the retry lines.
+    let fault = |route: &str, method: &str, count| Fault {
+        route: route.into(),
+        method: Some(method.into()),
+        status: Some(503),
+        count,
+        ..Fault::default()
+    };
+    sandbox.add_fault(fault("connect/token", "POST", 2));
+    sandbox.add_fault(fault("crm/v2/tenant/*/customers*", "GET", 1));
     good.get("crm/customers").send_json().await.unwrap();
     sandbox.revoke_tokens();
     good.get("crm/customers").send_json().await.unwrap();
@@ -58,6 +69,21 @@ async fn secrets_never_show_in_debug_errors_or_logs() {
     assert!(logs.contains("servicetitan.token"), "token spans were logged");
     assert!(logs.contains("route=crm/v2/tenant/{tenant}/customers"), "{logs}");
     assert!(logs.contains("status=200") && logs.contains("status=401") && logs.contains("attempt=2"), "{logs}");
+    // Every resend is logged at INFO with its reason.
+    let lines = |what: &str| logs.lines().filter(|l| l.contains(what)).map(str::to_owned).collect::<Vec<_>>();
+    let token_resends = lines("resending the token request");
+    assert_eq!(token_resends.len(), 2, "{logs}");
+    assert!(
+        token_resends.iter().all(|l| l.contains(" INFO ") && l.contains("reason=\"server error (5xx)\"")),
+        "{logs}"
+    );
+    let resends = lines("resending");
+    assert!(resends.iter().any(|l| l.contains("servicetitan.request") && l.contains(" INFO ")), "{logs}");
+    // The token span's attempts appear once, with the final count, not once per attempt.
+    for line in lines("servicetitan.token") {
+        assert!(line.matches("attempts=").count() <= 1, "{line}");
+    }
+    assert!(logs.contains("attempts=3"), "{logs}");
     for shown in [
         format!("{client:?}"),
         format!("{good:?}"),

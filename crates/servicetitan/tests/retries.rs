@@ -159,13 +159,32 @@ async fn statuses_become_typed_errors_with_the_servers_details() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_with_a_fresh_token_is_an_authentication_error_after_one_resend() {
     let sandbox = start(unlimited()).await;
-    let client = builder(&sandbox).app_key("ak1.not-a-known-app").build().unwrap();
+    let client = builder(&sandbox).build().unwrap();
     let t = tenant(&client, &sandbox, 0);
+    sandbox.add_fault(fault("GET", 401, 2));
     let e = t.get("crm/customers").send_json().await.unwrap_err();
     assert_eq!((e.code(), e.status()), (ErrorCode::Authentication, Some(401)));
     assert!(e.to_string().contains("environment specific"), "{e}");
     assert_eq!(route_count(&sandbox, LIST), 2, "resent once with a new token");
     assert_eq!(stat(&sandbox, "/token_requests_total"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_app_key_fails_at_once_naming_the_app_key_without_a_new_token() {
+    let sandbox = start(unlimited()).await;
+    let client = builder(&sandbox).app_key("ak1.not-a-known-app").build().unwrap();
+    let t = tenant(&client, &sandbox, 0);
+    for call in 1..=3 {
+        let e = t.get("crm/customers").send_json().await.unwrap_err();
+        assert_eq!((e.code(), e.status()), (ErrorCode::Authentication, Some(401)));
+        let text = e.to_string();
+        assert!(text.contains("refused the app key") && text.contains("ST_APP_KEY"), "{text}");
+        assert!(!text.contains("environment specific") && !text.contains("not-a-known-app"), "{text}");
+        assert_eq!(route_count(&sandbox, LIST), call, "one attempt per call");
+    }
+    // The token was good: fetched once, kept, never refetched because of the app key.
+    assert_eq!(stat(&sandbox, "/token_requests_total"), 1);
+    assert_eq!(client.stats().retries, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,7 +62,10 @@ scenarios!(
     report_limit_waits_instead_of_429,
     typed_errors_with_server_detail,
     authentication_errors_name_the_environment,
-    unknown_app_key_is_an_authentication_error_after_one_resend,
+    unknown_app_key_fails_at_once_naming_the_app_key,
+    environment_and_urls_together_are_refused,
+    unresolvable_host_fails_at_once,
+    token_408_is_a_timeout_and_resent,
     bad_input_refused_before_any_request,
     secrets_absent_from_text_and_logs,
 );
@@ -1078,6 +1081,8 @@ fn make_client(sandbox: &Sandbox, settings: &Obj) -> Result<Result<Client, Error
         settings,
         &[
             "app_key",
+            "auth_url",
+            "api_url",
             "environment",
             "limits_off",
             "rate_limit_calls",
@@ -1103,10 +1108,19 @@ fn make_client(sandbox: &Sandbox, settings: &Obj) -> Result<Result<Client, Error
     };
     let mut b = Client::builder()
         .app_key(app_key)
-        .auth_url(sandbox.base_url())
-        .api_url(sandbox.base_url())
         // Nothing from the machine's environment leaks into the scenarios.
         .env_lookup(|_| None);
+    // The sandbox's URLs unless others are given; null gives none.
+    match get("auth_url") {
+        None => b = b.auth_url(sandbox.base_url()),
+        Some(Value::Null) => {}
+        Some(v) => b = b.auth_url(text(v, "auth_url")?),
+    }
+    match get("api_url") {
+        None => b = b.api_url(sandbox.base_url()),
+        Some(Value::Null) => {}
+        Some(v) => b = b.api_url(text(v, "api_url")?),
+    }
     if let Some(v) = get("environment") {
         b = b.environment_name(text(v, "environment")?);
     }
@@ -1115,22 +1129,27 @@ fn make_client(sandbox: &Sandbox, settings: &Obj) -> Result<Result<Client, Error
             b = b.disable_rate_limits();
         }
     }
-    // The builder takes calls and period together; a missing half is the engine's default, as
-    // in the Python binding.
-    let (rate_calls, rate_period) = (calls("rate_limit_calls")?, ms("rate_limit_period_ms")?);
-    if rate_calls.is_some() || rate_period.is_some() {
-        b = b.rate_limit(rate_calls.unwrap_or(60), rate_period.unwrap_or(Duration::from_secs(1)));
+    // Each half of a pair on its own, as in every language.
+    if let Some(n) = calls("rate_limit_calls")? {
+        b = b.rate_limit_calls(n);
     }
-    let (report_calls, report_period) = (calls("report_rate_limit_calls")?, ms("report_rate_limit_period_ms")?);
-    if report_calls.is_some() || report_period.is_some() {
-        b = b.report_rate_limit(report_calls.unwrap_or(5), report_period.unwrap_or(Duration::from_secs(60)));
+    if let Some(d) = ms("rate_limit_period_ms")? {
+        b = b.rate_limit_period(d);
+    }
+    if let Some(n) = calls("report_rate_limit_calls")? {
+        b = b.report_rate_limit_calls(n);
+    }
+    if let Some(d) = ms("report_rate_limit_period_ms")? {
+        b = b.report_rate_limit_period(d);
     }
     if let Some(n) = calls("max_attempts")? {
         b = b.max_attempts(n);
     }
-    let (base, cap) = (ms("backoff_base_ms")?, ms("backoff_max_ms")?);
-    if base.is_some() || cap.is_some() {
-        b = b.backoff(base.unwrap_or(Duration::from_millis(250)), cap.unwrap_or(Duration::from_secs(20)));
+    if let Some(d) = ms("backoff_base_ms")? {
+        b = b.backoff_base(d);
+    }
+    if let Some(d) = ms("backoff_max_ms")? {
+        b = b.backoff_max(d);
     }
     if let Some(d) = ms("attempt_timeout_ms")? {
         b = b.attempt_timeout(d);

@@ -11,10 +11,12 @@ use sha2::{Digest, Sha256};
 use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN, GET_TOKEN, LOCK_FETCH};
 use super::settings::RedisSettings;
 use crate::auth::TokenKey;
+use crate::classify::{classify, failure_in, Answer, Cause, Failure, Outcome, Sent};
 use crate::clock::{Clock, SystemClock};
 use crate::config::redact_in;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limit::Quota;
+use crate::retry::RetryPolicy;
 
 /// One Redis connection (multiplexed, reconnecting) shared by a [`RedisLimiter`](super::RedisLimiter) and a
 /// [`RedisTokenStore`](super::RedisTokenStore), with the retry-or-fall-back policy of [`RedisSettings`].
@@ -115,7 +117,7 @@ impl RedisBackend {
         if fallback {
             let down = *self.down_until.lock().expect("redis state lock");
             if down.is_some_and(|until| self.clock.now() < until) {
-                return Err(self.unreachable(what, "it failed less than a second ago", Duration::ZERO));
+                return Err(self.unreachable(what, "it failed less than a second ago", Duration::ZERO, None));
             }
         }
         let started = self.clock.now();
@@ -137,32 +139,54 @@ impl RedisBackend {
             self.failing.store(true, Ordering::Relaxed);
             let detail = redact_in(&error.to_string(), self.settings.url.expose());
             let elapsed = self.clock.now().saturating_duration_since(started);
-            if fallback {
-                *self.down_until.lock().expect("redis state lock") = Some(self.clock.now() + Duration::from_secs(1));
-                return Err(self.unreachable(what, &detail, elapsed));
+            let outcome = classify(Sent::Redis, &answer_of(&error), self.clock.wall(), Duration::ZERO);
+            let (cause, failed) = match outcome {
+                Outcome::Resend { cause, .. } => (cause, None),
+                Outcome::Fail { cause, .. } | Outcome::NotResent { cause, .. } => (cause, Some(cause)),
+                Outcome::Success | Outcome::RefetchToken => (Cause::RedisError, Some(Cause::RedisError)),
+            };
+            if fallback || failed.is_some() || elapsed >= self.settings.wait {
+                if fallback {
+                    *self.down_until.lock().expect("redis state lock") =
+                        Some(self.clock.now() + Duration::from_secs(1));
+                }
+                return Err(self.unreachable(what, &detail, elapsed, failed));
             }
-            if elapsed >= self.settings.wait {
-                return Err(self.unreachable(what, &detail, elapsed));
-            }
-            // Backoff with jitter, capped, so that many processes do not reconnect in step.
-            let cap = Duration::from_millis(50 << attempt.min(4)).min(self.settings.wait - elapsed);
+            let wait = outcome.wait(&REDIS_BACKOFF, attempt).min(self.settings.wait - elapsed);
             attempt += 1;
-            tracing::debug!(attempt, error = %detail, "Redis failed; retrying");
-            self.clock.sleep(cap.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+            tracing::info!(
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                reason = cause.describe(),
+                error = %detail,
+                "Redis failed; retrying"
+            );
+            self.clock.sleep(wait).await;
         }
     }
 
-    fn unreachable(&self, what: &str, detail: &str, waited: Duration) -> Error {
+    /// The error when Redis cannot serve `what`; `failed`: the cause, when it failed for good
+    /// rather than for want of time.
+    fn unreachable(&self, what: &str, detail: &str, waited: Duration, failed: Option<Cause>) -> Error {
         let next = if self.settings.fallback_share.is_some() {
             "falling back to this process's own limiter and token cache"
         } else {
             "check that Redis is running, or set redis_fallback_share (ST_REDIS_FALLBACK_SHARE) \
              to fall back to an in-process limiter"
         };
+        let (verb, next) = match failed {
+            Some(Cause::RedisError) => {
+                ("refused", "check the Redis URL's user and password, and the commands Redis allows")
+            }
+            Some(Cause::Transport(Failure::NameNotResolved)) => {
+                ("could not be reached for", "check the host name of redis_url (ST_REDIS_URL)")
+            }
+            _ => ("did not answer", next),
+        };
         Error::new(
             ErrorCode::Connection,
             format!(
-                "Redis at {} did not answer {what} ({detail}; waited {:.1} s); {next}. \
+                "Redis at {} {verb} {what} ({detail}; waited {:.1} s); {next}. \
                  The ServiceTitan API was not called",
                 self.settings.redacted_url,
                 waited.as_secs_f64()
@@ -262,6 +286,40 @@ impl RedisBackend {
     }
 }
 
+/// The backoff between tries of Redis: short, as Redis answers in microseconds when it answers
+/// at all; the number of tries is bounded by [`RedisSettings::wait`] instead.
+const REDIS_BACKOFF: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base_delay: Duration::from_millis(50),
+    max_delay: Duration::from_millis(800),
+};
+
+/// A failed Redis command as the classifier sees it: a failed connection, or an error answer
+/// (transient when Redis says to try again, or when the connection must be remade).
+fn answer_of(error: &redis::RedisError) -> Answer<'static> {
+    let failure = if error.is_timeout() {
+        Some(Failure::Timeout)
+    } else if error.is_connection_refusal() {
+        Some(Failure::Refused)
+    } else if error.is_connection_dropped() {
+        Some(Failure::Reset)
+    } else if error.to_string().contains("failed to lookup address information") {
+        // The driver resolves with the standard library, which says so in words only.
+        Some(Failure::NameNotResolved)
+    } else if error.is_io_error() {
+        Some(failure_in(error))
+    } else {
+        None
+    };
+    match failure {
+        Some(failure) => Answer::Transport { failure, delivered: true },
+        None => Answer::RedisError {
+            transient: !matches!(error.retry_method(), redis::RetryMethod::NoRetry)
+                && error.kind() != redis::ErrorKind::AuthenticationFailed,
+        },
+    }
+}
+
 pub(super) fn micros(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
@@ -271,5 +329,42 @@ impl RedisBackend {
     /// [`RedisBackend::new`] on the system clock.
     pub fn connect_lazily(settings: RedisSettings) -> Result<Self> {
         Self::new(settings, Arc::new(SystemClock))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(error: redis::RedisError) -> String {
+        match classify(Sent::Redis, &answer_of(&error), SystemTime::UNIX_EPOCH, Duration::ZERO) {
+            Outcome::Resend { cause, .. } => format!("resend {cause:?}"),
+            Outcome::Fail { cause, .. } => format!("fail {cause:?}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn redis_failures_are_classified_like_any_other() {
+        let io = |kind| redis::RedisError::from(std::io::Error::new(kind, "x"));
+        assert_eq!(outcome(io(std::io::ErrorKind::ConnectionRefused)), "resend Transport(Refused)");
+        assert_eq!(outcome(io(std::io::ErrorKind::ConnectionReset)), "resend Transport(Reset)");
+        assert_eq!(outcome(io(std::io::ErrorKind::TimedOut)), "resend Transport(Timeout)");
+        let dns = std::io::Error::other("failed to lookup address information: Name or service not known");
+        assert_eq!(outcome(redis::RedisError::from(dns)), "fail Transport(NameNotResolved)");
+        let refused = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert_eq!(outcome(refused), "fail RedisError");
+    }
+
+    #[tokio::test]
+    async fn a_redis_host_that_does_not_resolve_fails_without_waiting() {
+        let settings =
+            RedisSettings::new("redis://cache.sandbox.invalid:6379/0").unwrap().wait(Duration::from_secs(30));
+        let backend = RedisBackend::connect_lazily(settings).unwrap();
+        let started = std::time::Instant::now();
+        let e = backend.try_admit("k", None, None).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert_eq!(e.code(), ErrorCode::Connection);
+        assert!(e.to_string().contains("could not be reached") && e.to_string().contains("ST_REDIS_URL"), "{e}");
     }
 }

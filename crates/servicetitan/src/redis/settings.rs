@@ -56,12 +56,12 @@ impl RedisSettings {
         Ok(RedisSettings {
             url: Secret::new(url),
             redacted_url,
-            key_prefix: "servicetitan".into(),
+            key_prefix: crate::settings::DEFAULT_REDIS_KEY_PREFIX.into(),
             token_key: None,
             fallback_share: None,
-            wait: Duration::from_secs(30),
+            wait: crate::settings::DEFAULT_REDIS_WAIT,
             client_time: false,
-            max_cooldown: Duration::from_secs(120),
+            max_cooldown: crate::settings::DEFAULT_MAX_RETRY_AFTER,
         })
     }
 
