@@ -51,8 +51,11 @@ export declare class NativeRecordStream {
  * wrapper converts key case.
  */
 export declare class NativeSandbox {
-  /** Starts a sandbox; `config` is a `SandboxConfig` as JSON (snake_case, every key optional). */
-  constructor(config?: any | undefined | null)
+  /**
+   * Starts a sandbox; `config` is a `SandboxConfig` as JSON text (snake_case, every key
+   * optional).
+   */
+  constructor(config?: string | undefined | null)
   /** `http://127.0.0.1:PORT`: the base of both the token endpoint and the API. */
   get baseUrl(): string
   /**
@@ -63,8 +66,8 @@ export declare class NativeSandbox {
   /** What reached the server so far, as `GET /__sandbox/stats` answers. */
   stats(): any
   resetStats(): void
-  /** Arms a fault; `fault` is a sandbox `Fault` as JSON (snake_case). */
-  addFault(fault: any): void
+  /** Arms a fault; `fault` is a sandbox `Fault` as JSON text (snake_case). */
+  addFault(fault: string): void
   clearFaults(): void
   /** Makes every token issued so far invalid, as a credential rotation would. */
   revokeTokens(): void
@@ -166,11 +169,18 @@ export interface NativeRequestOptions {
    * is one array of strings.
    */
   query?: Array<string>
-  /** The JSON body as text (`JSON.stringify` semantics: `toJSON`, dates, `undefined` members). */
+  /** The JSON body as text, made by the wrapper's converter (`node/convert.js`). */
   json?: string
   safeToRetry?: boolean
   timeoutMs?: number
 }
+
+/**
+ * Panics on purpose inside the guards of every entry point (`guard.rs`), synchronously or in a
+ * spawned call, so that the package's tests can show what a panic turns into. Not part of the
+ * package's API.
+ */
+export declare function panicForTests(inCall: boolean): Promise<void>
 
 /** What `take()` returns when nothing is buffered: await `fill()`, then take again. */
 export declare const TAKE_EMPTY: number

@@ -841,5 +841,6 @@ module.exports.NativeRecordStream = nativeBinding.NativeRecordStream
 module.exports.NativeSandbox = nativeBinding.NativeSandbox
 module.exports.NativeTenant = nativeBinding.NativeTenant
 module.exports.engineVersion = nativeBinding.engineVersion
+module.exports.panicForTests = nativeBinding.panicForTests
 module.exports.TAKE_EMPTY = nativeBinding.TAKE_EMPTY
 module.exports.TAKE_END = nativeBinding.TAKE_END
