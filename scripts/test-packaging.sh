@@ -39,11 +39,11 @@ DIST="$ROOT/target/packaging"
 export PATH="$(dirname "$PY"):$PATH"  # maturin, zig (ziglang), cargo-zigbuild, auditwheel
 
 if want python; then
-  step "Python: the release wheel (abi3, manylinux_2_17 through zig), the sdist, a wheel of the sdist"
+  step "Python: the release wheel (abi3, manylinux_2_17 through zig, stripped), the sdist, a wheel of the sdist"
   "$PY" -m pip install -q --disable-pip-version-check "maturin>=1.16,<2" ziglang auditwheel
   rm -rf "$DIST/python" && mkdir -p "$DIST/python"
   timed env CARGO_TARGET_DIR="$ROOT/target/release-python" VIRTUAL_ENV="$(dirname "$(dirname "$PY")")" \
-    maturin build --release --zig --compatibility manylinux2014 --out "$DIST/python/wheel" --quiet
+    maturin build --release --strip --zig --compatibility manylinux2014 --out "$DIST/python/wheel" --quiet
   maturin sdist --out "$DIST/python/sdist" 2>&1 | grep -v '^warning\|^ *|\|^ *= note' || true
   # As pip builds it for a user on a platform with no wheel, in a temporary copy of the sdist.
   # The dev profile and the shared tree (that scripts/test-python.sh builds) keep this short: it
@@ -68,10 +68,15 @@ if want node; then
   # glibc targets name the oldest glibc they run on; cargo-zigbuild links against it.
   [[ "$triple" == *-linux-gnu ]] && triple="$triple.2.17"
   rm -rf "$DIST/napi" "$DIST/npm"
-  # --no-js: the committed native.js (the platform-independent loader) is what ships.
+  # The loader and types are written beside the addon, not over the committed ones, which are
+  # what ships: they must be what this build generates, or the package would miss exports.
   (cd node && timed env CARGO_TARGET_DIR="$ROOT/target/release-node" npx napi build --platform --release --strip \
-    -x --target "$triple" --manifest-path ../bindings/node/Cargo.toml --output-dir "$DIST/napi" --no-js \
-    --dts "$DIST/napi/native.d.ts")
+    -x --target "$triple" --manifest-path ../bindings/node/Cargo.toml --output-dir "$DIST/napi" \
+    --js native.js --dts native.d.ts)
+  for generated in native.js native.d.ts; do
+    diff -u "node/$generated" "$DIST/napi/$generated" \
+      || { echo "node/$generated is stale: rebuild (scripts/test-node.sh) and commit it" >&2; exit 1; }
+  done
   scripts/pack-npm.sh "$DIST/npm" "$platform" "$DIST/napi/servicetitan.$platform.node"
   PACKAGING_DIST="$DIST/npm" PACKAGING_PLATFORM="$platform" pytest_packaging tests/packaging/test_npm_dist.py
 fi

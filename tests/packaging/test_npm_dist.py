@@ -39,7 +39,7 @@ def tarball(name: str) -> Path:
     base = os.environ.get("PACKAGING_DIST")
     if not base:
         pytest.fail("PACKAGING_DIST is not set: run scripts/test-packaging.sh node")
-    path = Path(base) / f"{name}-{VERSION}.tgz"
+    path = Path(base).resolve() / f"{name}-{VERSION}.tgz"
     assert path.is_file(), f"{path} is missing"
     return path
 

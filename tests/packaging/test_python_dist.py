@@ -34,7 +34,7 @@ def dist(kind: str, pattern: str) -> Path:
     base = os.environ.get("PACKAGING_DIST")
     if not base:
         pytest.fail("PACKAGING_DIST is not set: run scripts/test-packaging.sh python")
-    found = sorted((Path(base) / kind).glob(pattern))
+    found = sorted((Path(base).resolve() / kind).glob(pattern))
     assert len(found) == 1, f"expected one {pattern} in {base}/{kind}, found {found}"
     return found[0]
 
