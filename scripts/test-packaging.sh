@@ -21,7 +21,7 @@ timed() { local start=$SECONDS; "$@"; printf '   (%ss)\n' $((SECONDS - start)); 
 source scripts/python-venv.sh
 ensure_venv "$VENV" "$PYTHON"
 PY="$(cd "$VENV" && pwd)/bin/python"
-"$PY" -m pip install -q --disable-pip-version-check "pytest>=8" "ruff>=0.5"
+"$PY" -m pip install -q --disable-pip-version-check "pytest>=8" "ruff>=0.5" "mypy>=1.10"
 pytest_packaging() { "$PY" -m pytest -q -c tests/packaging/pytest.ini "$@"; }
 
 if want versions; then
@@ -30,6 +30,7 @@ if want versions; then
   pytest_packaging tests/packaging/test_version.py
   "$VENV/bin/ruff" check tests/packaging tools/version.py
   "$VENV/bin/ruff" format --check tests/packaging tools/version.py
+  "$VENV/bin/mypy" --strict tests/packaging tools/version.py
 fi
 
 # Each artifact is built once, into target/packaging, and every check reuses it. The release
