@@ -119,3 +119,11 @@ def test_a_napi_target_without_its_platform_package_fails_the_check(copy: Path) 
     assert (
         "node/npm/linux-arm64-musl/package.json is missing for napi target aarch64-unknown-linux-musl" in result.stderr
     )
+
+
+def test_a_loader_generated_for_another_version_fails_the_check(copy: Path) -> None:
+    path = copy / "node" / "native.js"
+    path.write_text(path.read_text().replace(f"expected {version_of(copy)} but got", "expected 0.0.9 but got", 1))
+    result = run(copy)
+    assert result.returncode == 1
+    assert "node/native.js: checks for version 0.0.9" in result.stderr
