@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up and runs every test: Rust (engine and sandbox), Python, Node, and the Redis-backed ones.
+# Sets up and runs every test: Rust (engine and sandbox), Python, Node, the Redis-backed ones, and
+# the release packages installed as users get them.
 # Installs what it needs (pip, npm and Debian packages) on a fresh machine. Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +25,8 @@ scripts/test-node.sh
 
 step "Redis-backed token cache and rate limiter"
 scripts/test-redis.sh
+
+step "Release packaging: one version, wheel and sdist, npm packages, crates"
+scripts/test-packaging.sh
 
 printf '\nall test suites passed\n'
