@@ -71,6 +71,21 @@ export declare class NativeSandbox {
   clearFaults(): void
   /** Makes every token issued so far invalid, as a credential rotation would. */
   revokeTokens(): void
+  /**
+   * Registers a webhook subscription (JSON text of `{ tenant, url, key, events? }`, snake_case); returns
+   * its id.
+   */
+  registerWebhook(subscription: string): number
+  /** The webhook subscriptions (keys masked). */
+  webhookSubscriptions(): any
+  /** Removes every webhook subscription; their pending retries end. */
+  clearWebhooks(): void
+  /** Every webhook delivery so far, with its attempts (snake_case). */
+  webhookDeliveries(): any
+  /** Sends an event again, same id and body; returns how many deliveries started. */
+  replayWebhook(eventId: string): number
+  /** Sends an event to a tenant's subscribers; returns the event id. */
+  sendWebhookEvent(tenant: number, eventType: string, data?: string | undefined | null): string
   get closed(): boolean
   /** Stops the server and waits for its thread, on libuv's pool. Closing twice is harmless. */
   close(): Promise<void>
@@ -78,8 +93,8 @@ export declare class NativeSandbox {
 
 export declare class NativeTenant {
   get id(): number
-  /** One call; resolves with the response body's bytes (empty for a 204). */
-  request(method: string, path: string, options?: NativeRequestOptions | undefined | null, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** One call; resolves with the response body's bytes (empty for a 204) and the call's URL. */
+  request(method: string, path: string, options?: NativeRequestOptions | undefined | null, canceller?: Canceller | undefined | null): Promise<NativeResponse>
   /** The records of a page-based list. */
   paginate(path: string, query?: Array<string> | undefined | null, pageSize?: number | undefined | null): NativeRecordStream
   /** The records of an export feed, with its checkpoint. */
@@ -100,6 +115,18 @@ export declare class NativeTenant {
   reportMetadata(category: string, reportId: number, canceller?: Canceller | undefined | null): Promise<Buffer>
 }
 
+export declare class NativeWebhookReceiver {
+  constructor(options?: NativeWebhookReceiverOptions | undefined | null)
+  /** The largest body accepted, in bytes. */
+  get maxBodyBytes(): number
+  /** The answer to a body found too large before it was all read (status 413). */
+  tooLarge(): string
+  /** Verifies and deduplicates one delivery; never rejects for a bad delivery. */
+  receive(body: Buffer, headers: Array<string>): Promise<NativeReceipt>
+  /** Forgets that the event (JSON text, as `receive` gave it) was handled. */
+  release(event: string): Promise<void>
+}
+
 /** `client.stats()`. */
 export interface ClientStats {
   /** API requests sent (every attempt, resends included; token requests excluded). */
@@ -116,6 +143,12 @@ export interface ClientStats {
 
 /** The version of the engine this addon was built from. */
 export declare function engineVersion(): string
+
+/**
+ * Every error code of the engine, in the order of the README's table: the package's tests
+ * check that `node/errors.js` has a class for each one.
+ */
+export declare function errorCodes(): Array<string>
 
 /** One line of debug output, as the `logger` callback receives it. */
 export interface LogRecord {
@@ -156,10 +189,22 @@ export interface NativeClientOptions {
   redisUrl?: string
   /** Prefix of the Redis keys (`ST_REDIS_KEY_PREFIX`, default `servicetitan`). */
   redisKeyPrefix?: string
-  /** 32-byte key (hex or base64) encrypting the tokens cached in Redis (`ST_REDIS_TOKEN_KEY`). */
+  /**
+   * A 32-byte key (hex or base64) combined with the key derived from each client secret to seal
+   * the tokens cached in Redis, which are encrypted either way (`ST_REDIS_TOKEN_KEY`).
+   */
   redisTokenKey?: string
   /** On Redis failure, an in-process limit at this share of the budget (`ST_REDIS_FALLBACK_SHARE`). */
   redisFallbackShare?: number
+}
+
+/** What to answer a delivery, and the event to hand over (JSON text) the first time. */
+export interface NativeReceipt {
+  status: number
+  /** The JSON body to answer with. */
+  body: string
+  event?: string
+  duplicate: boolean
 }
 
 /** One call's options after the wrapper flattened them. */
@@ -175,6 +220,36 @@ export interface NativeRequestOptions {
   timeoutMs?: number
 }
 
+/** A response body and the URL of the call it answers (the engine's, for decode errors). */
+export interface NativeResponse {
+  body: Buffer
+  url: string
+}
+
+/** How the signature and the envelope are read (each optional: the engine's defaults). */
+export interface NativeVerifyOptions {
+  signatureHeader?: string
+  /** `any`, `hex` or `base64`. */
+  encoding?: string
+  /** `cloudevents` or `any`. */
+  envelope?: string
+}
+
+/**
+ * `new WebhookReceiver(options)` after the wrapper flattened it; every field falls back to
+ * its environment variable (`ST_WEBHOOK_KEY`, …, `ST_REDIS_URL`), then to the default.
+ */
+export interface NativeWebhookReceiverOptions {
+  key?: string
+  signatureHeader?: string
+  encoding?: string
+  envelope?: string
+  dedupeTtlMs?: number
+  maxBodyBytes?: number
+  redisUrl?: string
+  redisKeyPrefix?: string
+}
+
 /**
  * Panics on purpose inside the guards of every entry point (`guard.rs`), synchronously or in a
  * spawned call, so that the package's tests can show what a panic turns into. Not part of the
@@ -182,8 +257,21 @@ export interface NativeRequestOptions {
  */
 export declare function panicForTests(inCall: boolean): Promise<void>
 
+/**
+ * The engine's settings schema as Node names them: `[option, environment variable]` for every
+ * setting `new Client()` takes (`rateLimit.calls` is `calls` in the `rateLimit` object). The
+ * package's tests check each option against the wrapper.
+ */
+export declare function settings(): Array<Array<string>>
+
+/** The signature of `body` under `key` (hex, or base64 with `encoding: 'base64'`). */
+export declare function signWebhook(body: Buffer, key: string, encoding?: string | undefined | null): string
+
 /** What `take()` returns when nothing is buffered: await `fill()`, then take again. */
 export declare const TAKE_EMPTY: number
 
 /** What `take()` returns once the stream is over. */
 export declare const TAKE_END: number
+
+/** Checks a delivery's signature; returns its event as JSON text, or throws a `webhook` error. */
+export declare function verifyWebhook(body: Buffer, headers: Array<string>, key: string, options?: NativeVerifyOptions | undefined | null): string
