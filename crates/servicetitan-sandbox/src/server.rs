@@ -21,13 +21,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::catalogue::Catalogue;
-use crate::config::{SandboxConfig, TenantConfig};
+use crate::config::{JitterConfig, SandboxConfig, TenantConfig};
 use crate::data::{ListFilter, Store};
 use crate::faults::{Fault, Faults};
 use crate::http::{
     bool_param, int_param, json_response, oauth_error, page_envelope, param, query_pairs, Body, Problem,
 };
-use crate::limits::{LimitStats, WindowLimiter};
+use crate::limits::{Jitter, LimitStats, WindowLimiter};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tokens::{TokenIssuer, TokenProblem};
 use crate::util::{mix, mix_all, now_unix_ms, parse_date_ms};
@@ -69,6 +69,7 @@ pub(crate) struct State {
     tenant_limits: Mutex<HashMap<(String, i64), WindowLimiter>>,
     report_limits: Mutex<HashMap<(i64, i64), WindowLimiter>>,
     requests: AtomicU64,
+    jitter: Jitter,
 }
 
 impl State {
@@ -142,6 +143,7 @@ impl Sandbox {
         let state = Arc::new(State {
             store: Store::new(catalogue, config.seed, config.records),
             tokens: TokenIssuer::new(config.seed, nonce),
+            jitter: Jitter::new(config.seed, config.inbound_jitter),
             catalogue,
             config,
             faults: Faults::default(),
@@ -206,6 +208,16 @@ impl Sandbox {
     /// Makes every token issued so far invalid, as a credential rotation would.
     pub fn revoke_tokens(&self) {
         self.state.tokens.revoke_all();
+    }
+
+    /// The inbound jitter in force.
+    pub fn jitter(&self) -> JitterConfig {
+        self.state.jitter.get()
+    }
+
+    /// Changes the inbound jitter from the next call on (as `PUT /__sandbox/jitter` does).
+    pub fn set_jitter(&self, jitter: JitterConfig) -> Result<(), String> {
+        self.state.jitter.set(jitter)
     }
 
     /// Stops accepting connections, ends open ones and waits for the server task.
@@ -300,6 +312,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
 
     if state.config.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(state.config.latency_ms)).await;
+    }
+    // The call reaches the rate limiter late by a varying delay, as over a jittery network.
+    let jitter = state.jitter.next_delay();
+    if !jitter.is_zero() {
+        tokio::time::sleep(jitter).await;
     }
     Ok(match api(&state, req, &method, &path, &route).await {
         Ok(response) => response,
@@ -744,6 +761,16 @@ fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Respo
             state.faults.clear();
             ok(json!({"cleared": true}))
         }
+        (&Method::GET, "jitter") => ok(json!(state.jitter.get())),
+        (&Method::PUT, "jitter") => {
+            match serde_json::from_slice::<JitterConfig>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|j| state.jitter.set(j).map(|()| j))
+            {
+                Ok(jitter) => ok(json!(jitter)),
+                Err(e) => state.problem(Problem::bad_request("jitter", e)),
+            }
+        }
         (&Method::POST, "revoke-tokens") => {
             state.tokens.revoke_all();
             ok(json!({"revoked": true}))
@@ -831,6 +858,15 @@ impl BackgroundSandbox {
 
     pub fn revoke_tokens(&self) {
         self.state.tokens.revoke_all();
+    }
+
+    pub fn jitter(&self) -> JitterConfig {
+        self.state.jitter.get()
+    }
+
+    /// Changes the inbound jitter from the next call on.
+    pub fn set_jitter(&self, jitter: JitterConfig) -> Result<(), String> {
+        self.state.jitter.set(jitter)
     }
 
     /// Stops the server and joins its thread.
