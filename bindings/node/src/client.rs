@@ -32,6 +32,8 @@ pub struct NativeClientOptions {
     pub rate_limit_calls: Option<u32>,
     pub rate_limit_period_ms: Option<f64>,
     pub rate_limit_margin_ms: Option<f64>,
+    /// `false` keeps the margin fixed.
+    pub rate_limit_margin_adaptive: Option<bool>,
     /// 0 turns the per-report limiter off.
     pub report_rate_limit_calls: Option<u32>,
     pub report_rate_limit_period_ms: Option<f64>,
@@ -144,6 +146,9 @@ impl NativeClient {
         }
         if let Some(v) = o.rate_limit_margin_ms {
             b = b.rate_limit_margin(millis("rateLimit.marginMs", v)?);
+        }
+        if let Some(on) = o.rate_limit_margin_adaptive {
+            b = b.rate_limit_margin_adaptive(on);
         }
         if let (Some(calls), Some(period)) = (o.report_rate_limit_calls, o.report_rate_limit_period_ms) {
             b = b.report_rate_limit(calls, millis("reportRateLimit.periodMs", period)?);

@@ -29,6 +29,7 @@ pub(crate) struct Settings {
     pub(crate) rate_limit_calls: Option<u32>,
     pub(crate) rate_limit_period: Option<f64>,
     pub(crate) rate_limit_margin: Option<f64>,
+    pub(crate) rate_limit_margin_adaptive: Option<bool>,
     pub(crate) report_rate_limit_calls: Option<u32>,
     pub(crate) report_rate_limit_period: Option<f64>,
     pub(crate) max_attempts: Option<u32>,
@@ -74,6 +75,9 @@ impl Settings {
         }
         if let Some(v) = self.rate_limit_margin {
             b = b.rate_limit_margin(seconds("rate_limit_margin", v)?);
+        }
+        if let Some(on) = self.rate_limit_margin_adaptive {
+            b = b.rate_limit_margin_adaptive(on);
         }
         if self.report_rate_limit_calls.is_some() || self.report_rate_limit_period.is_some() {
             let period = seconds("report_rate_limit_period", self.report_rate_limit_period.unwrap_or(60.0))?;
@@ -337,7 +341,7 @@ pub(crate) struct Client {
 impl Client {
     #[new]
     #[pyo3(signature = (app_key=None, *, environment=None, auth_url=None, api_url=None, rate_limit_calls=None,
-        rate_limit_period=None, rate_limit_margin=None, report_rate_limit_calls=None, report_rate_limit_period=None,
+        rate_limit_period=None, rate_limit_margin=None, rate_limit_margin_adaptive=None, report_rate_limit_calls=None, report_rate_limit_period=None,
         max_attempts=None, backoff_base=None, backoff_max=None, timeout=None, connect_timeout=None,
         attempt_timeout=None, max_retry_after=None, ca_certificates=None, redis_url=None, redis_key_prefix=None,
         redis_token_key=None, redis_fallback_share=None))]
@@ -351,6 +355,7 @@ impl Client {
         rate_limit_calls: Option<u32>,
         rate_limit_period: Option<f64>,
         rate_limit_margin: Option<f64>,
+        rate_limit_margin_adaptive: Option<bool>,
         report_rate_limit_calls: Option<u32>,
         report_rate_limit_period: Option<f64>,
         max_attempts: Option<u32>,
@@ -374,6 +379,7 @@ impl Client {
             rate_limit_calls,
             rate_limit_period,
             rate_limit_margin,
+            rate_limit_margin_adaptive,
             report_rate_limit_calls,
             report_rate_limit_period,
             max_attempts,
@@ -686,7 +692,7 @@ pub(crate) struct AsyncClient {
 impl AsyncClient {
     #[new]
     #[pyo3(signature = (app_key=None, *, environment=None, auth_url=None, api_url=None, rate_limit_calls=None,
-        rate_limit_period=None, rate_limit_margin=None, report_rate_limit_calls=None, report_rate_limit_period=None,
+        rate_limit_period=None, rate_limit_margin=None, rate_limit_margin_adaptive=None, report_rate_limit_calls=None, report_rate_limit_period=None,
         max_attempts=None, backoff_base=None, backoff_max=None, timeout=None, connect_timeout=None,
         attempt_timeout=None, max_retry_after=None, ca_certificates=None, redis_url=None, redis_key_prefix=None,
         redis_token_key=None, redis_fallback_share=None))]
@@ -700,6 +706,7 @@ impl AsyncClient {
         rate_limit_calls: Option<u32>,
         rate_limit_period: Option<f64>,
         rate_limit_margin: Option<f64>,
+        rate_limit_margin_adaptive: Option<bool>,
         report_rate_limit_calls: Option<u32>,
         report_rate_limit_period: Option<f64>,
         max_attempts: Option<u32>,
@@ -723,6 +730,7 @@ impl AsyncClient {
             rate_limit_calls,
             rate_limit_period,
             rate_limit_margin,
+            rate_limit_margin_adaptive,
             report_rate_limit_calls,
             report_rate_limit_period,
             max_attempts,

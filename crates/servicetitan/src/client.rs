@@ -12,7 +12,8 @@ use crate::auth::{MemoryTokenStore, TokenCache, TokenFetcher, TokenSource, Token
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientBuilder, Config, TenantCredentials};
 use crate::error::{Error, Result};
-use crate::limit::{InProcessLimiter, RateLimiter};
+use crate::limit::{InProcessLimiter, Quota, RateLimiter, Slot};
+use crate::margin::AdaptiveMargin;
 use crate::redis::{RedisBackend, RedisLimiter, RedisTokenStore};
 use crate::tenant::{Tenant, TenantInner};
 
@@ -45,6 +46,9 @@ pub(crate) struct ClientInner {
     pub(crate) http: reqwest::Client,
     pub(crate) tokens: TokenCache,
     pub(crate) limiter: Arc<dyn RateLimiter>,
+    /// The per-tenant limit's margin, sized from measured round trips; `None` when fixed.
+    /// One per client: a client talks to one API host.
+    pub(crate) margin: Option<AdaptiveMargin>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) app_key_header: HeaderValue,
@@ -162,12 +166,18 @@ impl Client {
         let digest = Sha256::digest(config.app_key.expose().as_bytes());
         let app_tag = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
 
+        let margin = match config.rate_limit {
+            Some(quota) if config.adaptive_margin => Some(AdaptiveMargin::new(quota.margin, clock.clone())),
+            _ => None,
+        };
+
         Ok(Client {
             inner: Arc::new(ClientInner {
                 config,
                 http,
                 tokens,
                 limiter,
+                margin,
                 clock,
                 counters,
                 app_key_header,
@@ -240,6 +250,41 @@ impl Client {
     /// The resolved settings.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The per-tenant limit's margin in force: the configured one when fixed, else what the
+    /// round trips measured so far call for (each measured call's slot is then held for its
+    /// own need, usually less; see [`crate::margin`]). `None` when the limit is off.
+    pub fn rate_limit_margin(&self) -> Option<Duration> {
+        self.inner.tenant_quota().map(|q| q.margin)
+    }
+}
+
+impl ClientInner {
+    /// The per-tenant quota, with the margin in force.
+    pub(crate) fn tenant_quota(&self) -> Option<Quota> {
+        let quota = self.config.rate_limit?;
+        Some(match &self.margin {
+            Some(margin) => Quota { margin: margin.margin(), ..quota },
+            None => quota,
+        })
+    }
+
+    /// What one answer says about the link: its round trip (from admission to the answer's
+    /// headers) sizes the margin and its slot's hold; a 429 from the per-tenant limit widens
+    /// both.
+    pub(crate) async fn measured(&self, key: &str, slot: Option<Slot>, round_trip: Duration, rate_limited: bool) {
+        let Some(margin) = &self.margin else { return };
+        if rate_limited {
+            margin.rate_limited();
+        }
+        let hold = margin.observe(round_trip);
+        if let (Some(slot), Some(hold)) = (slot, hold) {
+            // Only ever a refinement: if it fails, the slot keeps its margin.
+            if let Err(e) = self.limiter.settle(key, slot, hold).await {
+                tracing::debug!(error = %e, "could not settle a rate-limit slot");
+            }
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! | auth base URL | [`ClientBuilder::auth_url`] | `ST_AUTH_URL` | the environment's |
 //! | API base URL | [`ClientBuilder::api_url`] | `ST_API_URL` | the environment's |
 //! | calls per tenant per period | [`ClientBuilder::rate_limit`] | `ST_RATE_LIMIT_PER_SECOND` (0 = off), `ST_RATE_LIMIT_PERIOD_MS` | 60 per 1000 ms |
-//! | jitter margin added to each window | [`ClientBuilder::rate_limit_margin`] | `ST_RATE_LIMIT_MARGIN_MS` | 100 ms |
+//! | jitter margin added to each window (the start, when adaptive) | [`ClientBuilder::rate_limit_margin`] | `ST_RATE_LIMIT_MARGIN_MS` | 100 ms |
+//! | size the margin from measured round trips | [`ClientBuilder::rate_limit_margin_adaptive`] | `ST_RATE_LIMIT_MARGIN_ADAPTIVE` (`0` = fixed) | on |
 //! | runs of one report per tenant per period | [`ClientBuilder::report_rate_limit`] | `ST_REPORT_RATE_LIMIT_PER_MINUTE` (0 = off), `ST_REPORT_RATE_LIMIT_PERIOD_SECS` | 5 per 60 s |
 //! | attempts per call | [`ClientBuilder::max_attempts`] | `ST_MAX_ATTEMPTS` | 10 |
 //! | backoff base and cap | [`ClientBuilder::backoff`] | `ST_BACKOFF_BASE_MS`, `ST_BACKOFF_MAX_MS` | 250 ms, 20 s |
@@ -286,6 +287,7 @@ pub struct Config {
     pub(crate) token_url: Url,
     pub(crate) api_url: String,
     pub(crate) rate_limit: Option<Quota>,
+    pub(crate) adaptive_margin: bool,
     pub(crate) report_rate_limit: Option<Quota>,
     pub(crate) retry: RetryPolicy,
     pub(crate) timeouts: Timeouts,
@@ -307,9 +309,15 @@ impl Config {
     pub fn api_url(&self) -> &str {
         &self.api_url
     }
-    /// The per-tenant limit, `None` when off.
+    /// The per-tenant limit, `None` when off. Its margin is the configured one: with an
+    /// adaptive margin, the start (see [`Client::rate_limit_margin`](crate::Client::rate_limit_margin)
+    /// for the margin in force).
     pub fn rate_limit(&self) -> Option<Quota> {
         self.rate_limit
+    }
+    /// Whether the per-tenant margin is sized from measured round trips (else fixed).
+    pub fn rate_limit_margin_adaptive(&self) -> bool {
+        self.adaptive_margin
     }
     /// The per-report limit, `None` when off.
     pub fn report_rate_limit(&self) -> Option<Quota> {
@@ -364,6 +372,7 @@ pub struct ClientBuilder {
     api_url: Option<String>,
     rate_limit: Option<(u32, Duration)>,
     rate_limit_margin: Option<Duration>,
+    rate_limit_margin_adaptive: Option<bool>,
     report_rate_limit: Option<(u32, Duration)>,
     limits_off: bool,
     max_attempts: Option<u32>,
@@ -438,9 +447,20 @@ impl ClientBuilder {
     }
 
     /// Added to every limiter window to absorb network jitter: N calls in any window of
-    /// (period + margin). Env: `ST_RATE_LIMIT_MARGIN_MS`. Default 100 ms.
+    /// (period + margin). With the adaptive margin (the default) this is where it starts;
+    /// otherwise it is fixed. Env: `ST_RATE_LIMIT_MARGIN_MS`. Default 100 ms.
     pub fn rate_limit_margin(mut self, margin: Duration) -> Self {
         self.rate_limit_margin = Some(margin);
+        self
+    }
+
+    /// Whether the per-tenant margin is sized from the round trips the client measures (on)
+    /// or stays at [`rate_limit_margin`](Self::rate_limit_margin) (off). Adaptive, each slot
+    /// is held for the period plus what its own call turned out to need, starting from the
+    /// margin for calls still in flight; a 429 widens both at once (see [`crate::margin`]).
+    /// Env: `ST_RATE_LIMIT_MARGIN_ADAPTIVE` (`1`/`0`, `true`/`false`). Default on.
+    pub fn rate_limit_margin_adaptive(mut self, adaptive: bool) -> Self {
+        self.rate_limit_margin_adaptive = Some(adaptive);
         self
     }
 
@@ -677,6 +697,10 @@ impl ClientBuilder {
         };
         let rate_limit = quota(rate_limit, "rate_limit")?;
         let report_rate_limit = quota(report_rate_limit, "report_rate_limit")?;
+        let adaptive_margin = match self.rate_limit_margin_adaptive {
+            Some(on) => on,
+            None => env_bool(&env, "ST_RATE_LIMIT_MARGIN_ADAPTIVE")?.unwrap_or(true),
+        };
 
         let max_attempts = match self.max_attempts {
             Some(n) => n,
@@ -738,6 +762,7 @@ impl ClientBuilder {
             token_url,
             api_url,
             rate_limit,
+            adaptive_margin,
             report_rate_limit,
             retry,
             timeouts,
@@ -1045,6 +1070,17 @@ fn env_parse<T: std::str::FromStr>(env: &EnvLookup, name: &str) -> Result<Option
         Some(v) if !v.trim().is_empty() => {
             v.trim().parse().map(Some).map_err(|_| Error::configuration(name, format!("{v:?} is not a valid number")))
         }
+        _ => Ok(None),
+    }
+}
+
+fn env_bool(env: &EnvLookup, name: &str) -> Result<Option<bool>> {
+    match env(name) {
+        Some(v) if !v.trim().is_empty() => match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            _ => Err(Error::configuration(name, format!("{v:?} is not one of 1, 0, true, false, yes, no, on, off"))),
+        },
         _ => Ok(None),
     }
 }

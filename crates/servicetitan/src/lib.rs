@@ -59,6 +59,7 @@ pub mod config;
 mod error;
 pub mod limit;
 pub mod log;
+pub mod margin;
 mod paging;
 #[cfg(test)]
 mod properties;

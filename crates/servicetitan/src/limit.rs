@@ -1,4 +1,8 @@
 //! Client-side rate limiting: at most N calls in any window of (period + margin) per key, FIFO-fair, asynchronous and cancellation-safe, plus the shared cooldown a 429 sets.
+//!
+//! Each admission holds its slot for the period plus a margin. The margin a slot starts with
+//! is the quota's; a limiter that hands out [`Slot`]s lets the caller change it later, once the
+//! call has been measured ([`RateLimiter::settle`], see [`crate::margin`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -31,6 +35,15 @@ impl Quota {
     pub fn window(&self) -> Duration {
         self.period + self.margin
     }
+}
+
+/// One admission, named so that its hold can be changed later ([`RateLimiter::settle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// The limiter's own name for the admission (unique per limiter and key).
+    pub id: u64,
+    /// How long past the period the slot is held as admitted: the quota's margin.
+    pub hold: Duration,
 }
 
 /// Grants permission to send, per key (one key per app and tenant, one per tenant and report).
@@ -74,6 +87,21 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
     /// Pauses every caller of `key` for `pause` from now (a 429's `Retry-After`). Never
     /// shortens a pause already in force.
     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>>;
+
+    /// Like [`acquire`](Self::acquire), and names the admission if this limiter can change
+    /// its hold later. The default admits with `acquire` and names nothing: the quota's margin
+    /// then holds for every call, as measured calls never shorten it.
+    fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
+        Box::pin(async move { self.acquire(key, quota).await.map(|()| None) })
+    }
+
+    /// Holds `slot` for `hold` past the period from its admission instead of its margin:
+    /// sooner free when its call turned out to reach the server early, longer held when late.
+    /// A slot that has already left the window stays out. The default does nothing.
+    fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
+        let _ = (key, slot, hold);
+        Box::pin(futures::future::ready(Ok(())))
+    }
 }
 
 /// The default limiter: a sliding log of admission times per key, in this process.
@@ -98,12 +126,23 @@ struct KeyLimiter {
     // cancelled: the holder is the head of the queue, the only one computing its wait.
     turn: tokio::sync::Mutex<()>,
     state: Mutex<KeyState>,
+    // Wakes the head of the queue when a settled slot frees sooner than it was waiting for.
+    freed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct KeyState {
-    admitted: VecDeque<Instant>,
+    /// Slots still held, in the order admitted (so by increasing id).
+    held: VecDeque<Held>,
+    next_id: u64,
     cooldown_until: Option<Instant>,
+}
+
+struct Held {
+    id: u64,
+    /// Admission time plus the period: the hold is counted from here.
+    period_end: Instant,
+    until: Instant,
 }
 
 impl KeyState {
@@ -118,23 +157,36 @@ impl KeyState {
         }
     }
 
-    /// Records the call and returns `None` if it fits, else when to look again.
-    fn try_admit(&mut self, now: Instant, quota: Quota) -> Option<Instant> {
+    /// Records the call and returns its slot if it fits, else when to look again.
+    fn try_admit(&mut self, now: Instant, quota: Quota) -> std::result::Result<Slot, Instant> {
         if let Some(until) = self.cooldown(now) {
-            return Some(until);
+            return Err(until);
         }
-        let window = quota.window();
-        while self.admitted.front().is_some_and(|t| *t + window <= now) {
-            self.admitted.pop_front();
-        }
+        // Settled holds differ, so slots leave out of order; there are only about N of them.
+        self.held.retain(|h| h.until > now);
         let calls = quota.calls as usize;
-        if self.admitted.len() < calls {
-            self.admitted.push_back(now);
-            None
+        if self.held.len() < calls {
+            let id = self.next_id;
+            self.next_id += 1;
+            let period_end = now + quota.period;
+            self.held.push_back(Held { id, period_end, until: period_end + quota.margin });
+            Ok(Slot { id, hold: quota.margin })
         } else {
-            // The slot frees when enough of the oldest admissions leave the window.
-            Some(self.admitted[self.admitted.len() - calls] + window)
+            // A slot frees when enough of the held ones have left.
+            let mut until: Vec<Instant> = self.held.iter().map(|h| h.until).collect();
+            let k = self.held.len() - calls;
+            Err(*until.select_nth_unstable(k).1)
         }
+    }
+
+    /// Re-holds slot `id` for `hold` past its period; true if it now frees sooner.
+    fn settle(&mut self, id: u64, hold: Duration) -> bool {
+        let Ok(i) = self.held.binary_search_by_key(&id, |h| h.id) else { return false };
+        let held = &mut self.held[i];
+        let until = held.period_end + hold.min(crate::retry::MAX_ANNOUNCED_WAIT);
+        let sooner = until < held.until;
+        held.until = until;
+        sooner
     }
 }
 
@@ -154,12 +206,16 @@ impl InProcessLimiter {
         if let Some(k) = keys.get(key) {
             return k.clone();
         }
-        let k = Arc::new(KeyLimiter { turn: tokio::sync::Mutex::new(()), state: Mutex::new(KeyState::default()) });
+        let k = Arc::new(KeyLimiter {
+            turn: tokio::sync::Mutex::new(()),
+            state: Mutex::new(KeyState::default()),
+            freed: tokio::sync::Notify::new(),
+        });
         keys.insert(key.to_owned(), k.clone());
         k
     }
 
-    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<()> {
+    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<Option<Slot>> {
         let limiter = self.key(key);
         let Some(quota) = quota else {
             // No quota: only a cooldown can hold the call, and there is no slot to queue for.
@@ -167,20 +223,26 @@ impl InProcessLimiter {
                 let now = self.clock.now();
                 let until = crate::sync::lock(&limiter.state).cooldown(now);
                 match until {
-                    None => return Ok(()),
+                    None => return Ok(None),
                     Some(until) => self.clock.sleep_until(until).await,
                 }
             }
         };
         let _turn = limiter.turn.lock().await;
         loop {
+            // Registered before looking, so that a slot settled meanwhile is not missed.
+            let freed = limiter.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
             let now = self.clock.now();
             let next = crate::sync::lock(&limiter.state).try_admit(now, quota);
             match next {
-                None => return Ok(()),
-                // Sleep to the exact moment a slot frees (or the cooldown ends), then look
-                // again: a cooldown may have been set meanwhile.
-                Some(until) => self.clock.sleep_until(until).await,
+                Ok(slot) => return Ok(Some(slot)),
+                // Sleep to the exact moment a slot frees (or the cooldown ends, or a settled
+                // slot frees sooner), then look again: a cooldown may have been set meanwhile.
+                Err(until) => {
+                    futures::future::select(self.clock.sleep_until(until), freed).await;
+                }
             }
         }
     }
@@ -201,7 +263,22 @@ impl fmt::Debug for InProcessLimiter {
 
 impl RateLimiter for InProcessLimiter {
     fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.acquire_inner(key, quota).await.map(|_| ()) })
+    }
+
+    fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
         Box::pin(self.acquire_inner(key, quota))
+    }
+
+    fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
+        let limiter = crate::sync::lock(&self.keys).get(key).cloned();
+        if let Some(limiter) = limiter {
+            let sooner = crate::sync::lock(&limiter.state).settle(slot.id, hold);
+            if sooner {
+                limiter.freed.notify_waiters();
+            }
+        }
+        Box::pin(futures::future::ready(Ok(())))
     }
 
     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>> {
@@ -355,6 +432,64 @@ mod tests {
         clock.advance(Duration::from_millis(100));
         settle().await;
         assert_eq!(done.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_settled_slot_frees_at_its_own_hold_and_wakes_the_waiter() {
+        let clock = ManualClock::new();
+        let limiter = Arc::new(InProcessLimiter::with_clock(Arc::new(clock.clone())));
+        let q = quota(2, 1000, 100);
+        let first = limiter.acquire_slot("t", Some(q)).await.unwrap().unwrap();
+        let second = limiter.acquire_slot("t", Some(q)).await.unwrap().unwrap();
+        assert_eq!((first.hold, second.hold), (Duration::from_millis(100), Duration::from_millis(100)));
+        assert_ne!(first.id, second.id);
+        let admitted = Arc::new(Mutex::new(None));
+        {
+            let (limiter, admitted, clock) = (limiter.clone(), admitted.clone(), clock.clone());
+            tokio::spawn(async move {
+                limiter.acquire("t", Some(q)).await.unwrap();
+                *admitted.lock().unwrap() = Some(clock.elapsed().as_millis());
+            });
+        }
+        settle().await;
+        // The waiter sleeps until 1100 ms; the first call is measured at 50 ms and needs only
+        // 10 ms past the period, so its slot frees at 1010 ms.
+        clock.advance(Duration::from_millis(50));
+        limiter.settle("t", first, Duration::from_millis(10)).await.unwrap();
+        // The second needed more than its margin: it stays held longer.
+        limiter.settle("t", second, Duration::from_millis(300)).await.unwrap();
+        for _ in 0..96 {
+            clock.advance(Duration::from_millis(10));
+            settle().await;
+        }
+        assert_eq!(*admitted.lock().unwrap(), Some(1010));
+        // The second slot, held to 1300 ms, keeps the window full until then.
+        let mut next = limiter.acquire("t", Some(q));
+        assert!(futures::poll!(&mut next).is_pending());
+        clock.advance(Duration::from_millis(290));
+        assert!(futures::poll!(&mut next).is_ready());
+        // Settling a slot that has left the window, or of an unknown key, changes nothing.
+        limiter.settle("t", first, Duration::from_secs(5)).await.unwrap();
+        limiter.settle("nobody", first, Duration::from_secs(5)).await.unwrap();
+        let mut after = limiter.acquire("t", Some(q));
+        assert!(futures::poll!(&mut after).is_pending(), "two slots held: the waiter's and `next`'s");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_limiter_without_slots_keeps_the_margin() {
+        #[derive(Debug, Default)]
+        struct Plain(InProcessLimiter);
+        impl RateLimiter for Plain {
+            fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
+                self.0.acquire(key, quota)
+            }
+            fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>> {
+                self.0.cool_down(key, pause)
+            }
+        }
+        let plain = Plain::default();
+        assert_eq!(plain.acquire_slot("t", Some(quota(1, 1000, 100))).await.unwrap(), None);
+        plain.settle("t", Slot { id: 0, hold: Duration::ZERO }, Duration::ZERO).await.unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]

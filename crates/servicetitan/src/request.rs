@@ -365,19 +365,20 @@ async fn attempt_once(
             None => return Attempt::Fail(deadline_error(call, "the report rate limiter", total)),
         }
     }
-    let admitted = until(clock, deadline, client.limiter.acquire(&tenant.limit_key, config.rate_limit)).await;
-    let waited = clock.now().saturating_duration_since(started);
+    let admitted = until(clock, deadline, client.limiter.acquire_slot(&tenant.limit_key, client.tenant_quota())).await;
+    let admitted_at = clock.now();
+    let waited = admitted_at.saturating_duration_since(started);
     *throttled += waited;
     client.counters.throttle_wait_nanos.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     if waited >= Duration::from_millis(1) {
         tracing::Span::current().record("throttle_wait_ms", waited.as_millis() as u64);
         tracing::debug!(wait_ms = waited.as_millis() as u64, "waited for the rate limiter");
     }
-    match admitted {
-        Some(Ok(())) => {}
+    let slot = match admitted {
+        Some(Ok(slot)) => slot,
         Some(Err(e)) => return Attempt::Fail(e),
         None => return Attempt::Fail(deadline_error(call, "the rate limiter", total)),
-    }
+    };
 
     // A long wait for a slot can outlast the token; never send one that may expire in flight.
     let token = if token.is_usable(clock.wall()) {
@@ -424,6 +425,10 @@ async fn attempt_once(
     };
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
+    // Report runs have a limit of their own; only the per-tenant limit's 429s say the margin is short.
+    let tenant_limited = status == StatusCode::TOO_MANY_REQUESTS && call.report_id.is_none();
+    let round_trip = clock.now().saturating_duration_since(admitted_at);
+    client.measured(&tenant.limit_key, slot, round_trip, tenant_limited).await;
     if status.is_redirection() {
         // Never followed, never resent: the body is not even read.
         return Attempt::Fail(

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::backend::RedisBackend;
+use super::backend::{Admission, RedisBackend};
 use crate::error::Result;
-use crate::limit::{InProcessLimiter, Quota, RateLimiter};
+use crate::limit::{InProcessLimiter, Quota, RateLimiter, Slot};
 
 /// A [`RateLimiter`] in Redis: the in-process limiter's rule (at most N calls in any window
 /// of `period + margin` per key), shared by every process using the same Redis and prefix.
@@ -51,11 +51,16 @@ impl RedisLimiter {
         RedisLimiter { backend, turns: Mutex::new(HashMap::new()), fallback }
     }
 
+    /// The backend it admits through.
+    pub fn backend(&self) -> &Arc<RedisBackend> {
+        &self.backend
+    }
+
     fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.turns.lock().expect("limiter lock").entry(key.to_owned()).or_default().clone()
     }
 
-    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<()> {
+    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<Option<Slot>> {
         let turn = self.turn(key);
         // Cooldown-only checks do not queue: there is no slot to wait for.
         let _turn = match quota {
@@ -79,8 +84,8 @@ impl RedisLimiter {
                 }
             }
             match admitted {
-                Ok(None) => return Ok(()),
-                Ok(Some((wait, cooling))) => {
+                Ok(Admission::Admitted(slot)) => return Ok(slot),
+                Ok(Admission::Wait(wait, cooling)) => {
                     if cooling {
                         cooldown_left = cooldown_left.saturating_sub(wait);
                     }
@@ -90,7 +95,8 @@ impl RedisLimiter {
                     (Some(local), Some(share)) => {
                         tracing::warn!(error = %error, "Redis unavailable: admitting under the in-process fallback limit");
                         let quota = quota.map(|q| Quota { calls: ((q.calls as f64 * share) as u32).max(1), ..q });
-                        return local.acquire(key, quota).await;
+                        // No slot: its id would name some other admission in Redis.
+                        return local.acquire(key, quota).await.map(|()| None);
                     }
                     _ => return Err(error),
                 },
@@ -101,7 +107,32 @@ impl RedisLimiter {
 
 impl RateLimiter for RedisLimiter {
     fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.acquire_inner(key, quota).await.map(|_| ()) })
+    }
+
+    fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
         Box::pin(self.acquire_inner(key, quota))
+    }
+
+    /// Settles in the background: the call that was measured need not wait for Redis, and a
+    /// settlement that fails only leaves the slot at its margin.
+    fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
+        let (backend, key) = (self.backend.clone(), key.to_owned());
+        let settling = async move {
+            if let Err(e) = backend.settle(&key, slot, hold).await {
+                tracing::debug!(error = %e, "could not settle a rate-limit slot in Redis");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(settling);
+                Box::pin(futures::future::ready(Ok(())))
+            }
+            Err(_) => Box::pin(async move {
+                settling.await;
+                Ok(())
+            }),
+        }
     }
 
     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>> {
