@@ -25,7 +25,8 @@ use crate::config::{JitterConfig, SandboxConfig, TenantConfig};
 use crate::data::{ListFilter, Store};
 use crate::faults::{Fault, Faults};
 use crate::http::{
-    bool_param, int_param, json_response, oauth_error, page_envelope, param, query_pairs, Body, Problem,
+    bool_param, int_param, json_bytes_response, json_response, oauth_error, page_envelope, param, query_pairs, Body,
+    Problem,
 };
 use crate::limits::{Jitter, LimitStats, WindowLimiter};
 use crate::stats::{Stats, StatsSnapshot};
@@ -637,14 +638,15 @@ fn export_feed(state: &State, resource: usize, pairs: &[(String, String)]) -> Re
         },
     };
     let slice = state.store.export(resource, position, state.config.export_page_size);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "hasMore": slice.has_more,
-            "continueFrom": continuation_token(state, resource, slice.next_position),
-            "data": slice.records,
-        }),
-    ))
+    // The records come rendered: only the envelope is written here.
+    let token = continuation_token(state, resource, slice.next_position);
+    let mut body = Vec::with_capacity(slice.data.len() + token.len() + 48);
+    body.extend_from_slice(format!("{{\"hasMore\":{},\"continueFrom\":", slice.has_more).as_bytes());
+    serde_json::to_writer(&mut body, &token).expect("JSON serialises");
+    body.extend_from_slice(b",\"data\":");
+    body.extend_from_slice(&slice.data);
+    body.push(b'}');
+    Ok(json_bytes_response(StatusCode::OK, body))
 }
 
 fn reporting(

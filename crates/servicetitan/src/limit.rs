@@ -44,6 +44,10 @@ pub struct Slot {
     pub id: u64,
     /// How long past the period the slot is held as admitted: the quota's margin.
     pub hold: Duration,
+    /// When, on the client's clock, the limiter was asked for the admission it granted (the
+    /// admission itself for an in-process limiter): a call's round trip is measured from here,
+    /// so that the way back from a shared limiter counts as delay too.
+    pub asked: Instant,
 }
 
 /// Grants permission to send, per key (one key per app and tenant, one per tenant and report).
@@ -118,8 +122,20 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
 /// ```
 pub struct InProcessLimiter {
     clock: Arc<dyn Clock>,
-    keys: Mutex<HashMap<String, Arc<KeyLimiter>>>,
+    keys: Mutex<Keys>,
+    next_id: std::sync::atomic::AtomicU64,
 }
+
+/// The keys seen, each with its state. Idle keys (nothing held, no cooldown, nobody waiting)
+/// are dropped whenever the map has doubled since the last sweep: memory follows the keys in
+/// use, not every tenant ever called, at an amortised constant cost per new key.
+struct Keys {
+    map: HashMap<String, Arc<KeyLimiter>>,
+    sweep_at: usize,
+}
+
+/// No sweep below this many keys.
+const SWEEP_FROM: usize = 1024;
 
 struct KeyLimiter {
     // tokio's Mutex queues waiters first come, first served, and drops a waiter that is
@@ -134,7 +150,6 @@ struct KeyLimiter {
 struct KeyState {
     /// Slots still held, in the order admitted (so by increasing id).
     held: VecDeque<Held>,
-    next_id: u64,
     cooldown_until: Option<Instant>,
 }
 
@@ -158,7 +173,8 @@ impl KeyState {
     }
 
     /// Records the call and returns its slot if it fits, else when to look again.
-    fn try_admit(&mut self, now: Instant, quota: Quota) -> std::result::Result<Slot, Instant> {
+    /// `id` names the slot if admitted.
+    fn try_admit(&mut self, now: Instant, quota: Quota, id: u64) -> std::result::Result<Slot, Instant> {
         if let Some(until) = self.cooldown(now) {
             return Err(until);
         }
@@ -166,17 +182,20 @@ impl KeyState {
         self.held.retain(|h| h.until > now);
         let calls = quota.calls as usize;
         if self.held.len() < calls {
-            let id = self.next_id;
-            self.next_id += 1;
             let period_end = now + quota.period;
             self.held.push_back(Held { id, period_end, until: period_end + quota.margin });
-            Ok(Slot { id, hold: quota.margin })
+            Ok(Slot { id, hold: quota.margin, asked: now })
         } else {
             // A slot frees when enough of the held ones have left.
             let mut until: Vec<Instant> = self.held.iter().map(|h| h.until).collect();
             let k = self.held.len() - calls;
             Err(*until.select_nth_unstable(k).1)
         }
+    }
+
+    /// Nothing held and no cooldown at `now`: the key's state can go.
+    fn idle(&self, now: Instant) -> bool {
+        self.held.iter().all(|h| h.until <= now) && self.cooldown_until.is_none_or(|until| until <= now)
     }
 
     /// Re-holds slot `id` for `hold` past its period; true if it now frees sooner.
@@ -198,20 +217,30 @@ impl InProcessLimiter {
 
     /// A limiter on the given clock (tests use a manual one).
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
-        InProcessLimiter { clock, keys: Mutex::new(HashMap::new()) }
+        InProcessLimiter {
+            clock,
+            keys: Mutex::new(Keys { map: HashMap::new(), sweep_at: SWEEP_FROM }),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     fn key(&self, key: &str) -> Arc<KeyLimiter> {
         let mut keys = crate::sync::lock(&self.keys);
-        if let Some(k) = keys.get(key) {
+        if let Some(k) = keys.map.get(key) {
             return k.clone();
+        }
+        if keys.map.len() >= keys.sweep_at {
+            let now = self.clock.now();
+            // Whoever holds a key's Arc (a caller waiting or admitting) keeps it.
+            keys.map.retain(|_, k| Arc::strong_count(k) > 1 || !crate::sync::lock(&k.state).idle(now));
+            keys.sweep_at = (2 * keys.map.len()).max(SWEEP_FROM);
         }
         let k = Arc::new(KeyLimiter {
             turn: tokio::sync::Mutex::new(()),
             state: Mutex::new(KeyState::default()),
             freed: tokio::sync::Notify::new(),
         });
-        keys.insert(key.to_owned(), k.clone());
+        keys.map.insert(key.to_owned(), k.clone());
         k
     }
 
@@ -235,7 +264,10 @@ impl InProcessLimiter {
             let mut freed = std::pin::pin!(freed);
             freed.as_mut().enable();
             let now = self.clock.now();
-            let next = crate::sync::lock(&limiter.state).try_admit(now, quota);
+            // Unique across keys: a key dropped while idle and made again never reuses an id
+            // that a late settlement could name.
+            let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let next = crate::sync::lock(&limiter.state).try_admit(now, quota, id);
             match next {
                 Ok(slot) => return Ok(Some(slot)),
                 // Sleep to the exact moment a slot frees (or the cooldown ends, or a settled
@@ -256,7 +288,7 @@ impl Default for InProcessLimiter {
 
 impl fmt::Debug for InProcessLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = crate::sync::lock(&self.keys).len();
+        let keys = crate::sync::lock(&self.keys).map.len();
         f.debug_struct("InProcessLimiter").field("keys", &keys).finish()
     }
 }
@@ -271,7 +303,7 @@ impl RateLimiter for InProcessLimiter {
     }
 
     fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
-        let limiter = crate::sync::lock(&self.keys).get(key).cloned();
+        let limiter = crate::sync::lock(&self.keys).map.get(key).cloned();
         if let Some(limiter) = limiter {
             let sooner = crate::sync::lock(&limiter.state).settle(slot.id, hold);
             if sooner {
@@ -489,7 +521,36 @@ mod tests {
         }
         let plain = Plain::default();
         assert_eq!(plain.acquire_slot("t", Some(quota(1, 1000, 100))).await.unwrap(), None);
-        plain.settle("t", Slot { id: 0, hold: Duration::ZERO }, Duration::ZERO).await.unwrap();
+        plain.settle("t", Slot { id: 0, hold: Duration::ZERO, asked: Instant::now() }, Duration::ZERO).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn idle_keys_are_dropped_as_the_map_grows_and_busy_ones_kept() {
+        let clock = ManualClock::new();
+        let limiter = InProcessLimiter::with_clock(Arc::new(clock.clone()));
+        let q = quota(60, 1000, 100);
+        for tenant in 0..1500 {
+            limiter.acquire(&format!("t{tenant}"), Some(q)).await.unwrap();
+        }
+        limiter.cool_down("t7", Duration::from_secs(60)).await.unwrap();
+        clock.advance(Duration::from_secs(2));
+        limiter.acquire("t8", Some(q)).await.unwrap();
+        let keys = || crate::sync::lock(&limiter.keys).map.len();
+        assert_eq!(keys(), 1500, "no sweep before the map doubles");
+        for tenant in 1500..2100 {
+            limiter.acquire(&format!("t{tenant}"), Some(q)).await.unwrap();
+        }
+        // The sweep at 2048 keys dropped every idle one: t7 (cooling down) and t8 (a slot held)
+        // stay, with the 548 keys called since the sweep… and the ones called just before it.
+        assert!(keys() < 700, "{}", keys());
+        let state =
+            |k: &str| crate::sync::lock(&limiter.keys).map.get(k).map(|l| crate::sync::lock(&l.state).held.len());
+        assert_eq!(state("t8"), Some(1));
+        assert!(state("t7").is_some(), "a cooldown in force is kept");
+        assert_eq!(state("t9"), None);
+        // A dropped key comes back empty, as it would have been.
+        let mut again = limiter.acquire("t9", Some(q));
+        assert!(futures::poll!(&mut again).is_ready());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -427,7 +427,7 @@ async fn attempt_once(
     tracing::Span::current().record("status", status.as_u16());
     // Report runs have a limit of their own; only the per-tenant limit's 429s say the margin is short.
     let tenant_limited = status == StatusCode::TOO_MANY_REQUESTS && call.report_id.is_none();
-    let round_trip = clock.now().saturating_duration_since(admitted_at);
+    let round_trip = clock.now().saturating_duration_since(slot.map_or(admitted_at, |s| s.asked));
     client.measured(&tenant.limit_key, slot, round_trip, tenant_limited).await;
     if status.is_redirection() {
         // Never followed, never resent: the body is not even read.

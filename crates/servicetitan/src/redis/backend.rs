@@ -217,6 +217,7 @@ impl RedisBackend {
         let now = self.now_arg(at);
         let id = self.sequence.fetch_add(1, Ordering::Relaxed);
         let member = self.member(id, hold);
+        let asked = self.clock.now();
         let (wait, cooling): (u64, u64) = self
             .run("the rate limiter", |mut c| {
                 let (log, cool, now, member) = (&log, &cool, &now, &member);
@@ -237,7 +238,7 @@ impl RedisBackend {
             })
             .await?;
         if wait == 0 {
-            return Ok(Admission::Admitted(quota.map(|_| Slot { id, hold })));
+            return Ok(Admission::Admitted(quota.map(|_| Slot { id, hold, asked })));
         }
         // The script bounds both waits already; bounded here again so that no answer from
         // Redis, whatever it runs, can put a caller to sleep for longer.

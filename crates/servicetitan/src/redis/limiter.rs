@@ -34,7 +34,8 @@ use crate::limit::{InProcessLimiter, Quota, RateLimiter, Slot};
 /// ```
 pub struct RedisLimiter {
     backend: Arc<RedisBackend>,
-    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each key's queue, and the size at which to drop the unused ones.
+    turns: Mutex<(HashMap<String, Arc<tokio::sync::Mutex<()>>>, usize)>,
     fallback: Option<InProcessLimiter>,
 }
 
@@ -48,7 +49,7 @@ impl RedisLimiter {
     /// A limiter on `backend`, falling back as its settings say.
     pub fn new(backend: Arc<RedisBackend>) -> Self {
         let fallback = backend.settings.fallback_share.map(|_| InProcessLimiter::with_clock(backend.clock.clone()));
-        RedisLimiter { backend, turns: Mutex::new(HashMap::new()), fallback }
+        RedisLimiter { backend, turns: Mutex::new((HashMap::new(), 1024)), fallback }
     }
 
     /// The backend it admits through.
@@ -57,7 +58,17 @@ impl RedisLimiter {
     }
 
     fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.turns.lock().expect("limiter lock").entry(key.to_owned()).or_default().clone()
+        let mut turns = self.turns.lock().expect("limiter lock");
+        if let Some(turn) = turns.0.get(key) {
+            return turn.clone();
+        }
+        // The queue of a key nobody is in is dropped once the map has doubled: memory follows
+        // the tenants being called, at an amortised constant cost per new key.
+        if turns.0.len() >= turns.1 {
+            turns.0.retain(|_, turn| Arc::strong_count(turn) > 1);
+            turns.1 = (2 * turns.0.len()).max(1024);
+        }
+        turns.0.entry(key.to_owned()).or_default().clone()
     }
 
     async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<Option<Slot>> {
