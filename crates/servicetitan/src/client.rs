@@ -270,6 +270,17 @@ impl ClientInner {
         })
     }
 
+    /// Admits a call of a tenant. With the adaptive margin, the slot is named, held until its
+    /// call is answered, and then settled by [`measured`](Self::measured) or
+    /// [`unanswered`](Self::unanswered); with a fixed margin it is held for the margin.
+    pub(crate) async fn admit_tenant_call(&self, key: &str) -> crate::Result<Option<Slot>> {
+        let quota = self.tenant_quota();
+        match self.margin {
+            Some(_) => self.limiter.acquire_slot(key, quota).await,
+            None => self.limiter.acquire(key, quota).await.map(|()| None),
+        }
+    }
+
     /// What one answer says about the link: its round trip (from admission to the answer's
     /// headers) sizes the margin and its slot's hold; a 429 from the per-tenant limit widens
     /// both.
@@ -279,11 +290,24 @@ impl ClientInner {
             margin.rate_limited();
         }
         let hold = margin.observe(round_trip);
-        if let (Some(slot), Some(hold)) = (slot, hold) {
-            // Only ever a refinement: if it fails, the slot keeps its margin.
-            if let Err(e) = self.limiter.settle(key, slot, hold).await {
-                tracing::debug!(error = %e, "could not settle a rate-limit slot");
-            }
+        if let Some(slot) = slot {
+            self.settle(key, slot, hold).await;
+        }
+    }
+
+    /// A call admitted under `slot` failed without an answer: it may have reached the server
+    /// at any moment until now.
+    pub(crate) async fn unanswered(&self, key: &str, slot: Option<Slot>) {
+        if let Some(slot) = slot {
+            let elapsed = self.clock.now().saturating_duration_since(slot.asked);
+            self.settle(key, slot, elapsed.min(crate::margin::MAX_HOLD)).await;
+        }
+    }
+
+    async fn settle(&self, key: &str, slot: Slot, hold: Duration) {
+        // If this fails, the slot stays held for the longest hold, which is safe.
+        if let Err(e) = self.limiter.settle(key, slot, hold).await {
+            tracing::debug!(error = %e, "could not settle a rate-limit slot");
         }
     }
 }

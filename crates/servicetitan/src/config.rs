@@ -456,8 +456,8 @@ impl ClientBuilder {
 
     /// Whether the per-tenant margin is sized from the round trips the client measures (on)
     /// or stays at [`rate_limit_margin`](Self::rate_limit_margin) (off). Adaptive, each slot
-    /// is held for the period plus what its own call turned out to need, starting from the
-    /// margin for calls still in flight; a 429 widens both at once (see [`crate::margin`]).
+    /// is held until its call is answered, then for the period plus what that call turned out
+    /// to need; a 429 widens the holds at once (see [`crate::margin`]).
     /// Env: `ST_RATE_LIMIT_MARGIN_ADAPTIVE` (`1`/`0`, `true`/`false`). Default on.
     pub fn rate_limit_margin_adaptive(mut self, adaptive: bool) -> Self {
         self.rate_limit_margin_adaptive = Some(adaptive);

@@ -1,8 +1,8 @@
 //! Client-side rate limiting: at most N calls in any window of (period + margin) per key, FIFO-fair, asynchronous and cancellation-safe, plus the shared cooldown a 429 sets.
 //!
-//! Each admission holds its slot for the period plus a margin. The margin a slot starts with
-//! is the quota's; a limiter that hands out [`Slot`]s lets the caller change it later, once the
-//! call has been measured ([`RateLimiter::settle`], see [`crate::margin`]).
+//! Each admission holds its slot for the period plus a margin: the quota's, or, for a slot
+//! taken with [`RateLimiter::acquire_slot`], whatever its caller says once the call has been
+//! answered ([`RateLimiter::settle`], see [`crate::margin`]); until then the slot is held.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -42,7 +42,8 @@ impl Quota {
 pub struct Slot {
     /// The limiter's own name for the admission (unique per limiter and key).
     pub id: u64,
-    /// How long past the period the slot is held as admitted: the quota's margin.
+    /// How long past the period the slot is held as admitted, until settled
+    /// ([`MAX_HOLD`](crate::margin::MAX_HOLD)).
     pub hold: Duration,
     /// When, on the client's clock, the limiter was asked for the admission it granted (the
     /// admission itself for an in-process limiter): a call's round trip is measured from here,
@@ -93,15 +94,18 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>>;
 
     /// Like [`acquire`](Self::acquire), and names the admission if this limiter can change
-    /// its hold later. The default admits with `acquire` and names nothing: the quota's margin
-    /// then holds for every call, as measured calls never shorten it.
+    /// its hold later. Such a slot is held, instead of for the quota's margin, until
+    /// [`settle`](Self::settle)d, and past the period for at most
+    /// [`MAX_HOLD`](crate::margin::MAX_HOLD) if never settled: a call not answered yet may not
+    /// have reached the server yet. The default admits with `acquire` and names nothing: the
+    /// quota's margin then holds for every call.
     fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
         Box::pin(async move { self.acquire(key, quota).await.map(|()| None) })
     }
 
-    /// Holds `slot` for `hold` past the period from its admission instead of its margin:
-    /// sooner free when its call turned out to reach the server early, longer held when late.
-    /// A slot that has already left the window stays out. The default does nothing.
+    /// Holds `slot` for `hold` past the period from its admission, now that its call has been
+    /// answered (or has failed) and `hold` bounds how late it reached the server. A slot that
+    /// has already left the window stays out. The default does nothing.
     fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
         let _ = (key, slot, hold);
         Box::pin(futures::future::ready(Ok(())))
@@ -173,8 +177,8 @@ impl KeyState {
     }
 
     /// Records the call and returns its slot if it fits, else when to look again.
-    /// `id` names the slot if admitted.
-    fn try_admit(&mut self, now: Instant, quota: Quota, id: u64) -> std::result::Result<Slot, Instant> {
+    /// `id` names the slot if admitted, held `hold` past the period until settled.
+    fn try_admit(&mut self, now: Instant, quota: Quota, id: u64, hold: Duration) -> std::result::Result<Slot, Instant> {
         if let Some(until) = self.cooldown(now) {
             return Err(until);
         }
@@ -183,8 +187,8 @@ impl KeyState {
         let calls = quota.calls as usize;
         if self.held.len() < calls {
             let period_end = now + quota.period;
-            self.held.push_back(Held { id, period_end, until: period_end + quota.margin });
-            Ok(Slot { id, hold: quota.margin, asked: now })
+            self.held.push_back(Held { id, period_end, until: period_end + hold });
+            Ok(Slot { id, hold, asked: now })
         } else {
             // A slot frees when enough of the held ones have left.
             let mut until: Vec<Instant> = self.held.iter().map(|h| h.until).collect();
@@ -244,7 +248,8 @@ impl InProcessLimiter {
         k
     }
 
-    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<Option<Slot>> {
+    /// Admits under `quota`; a slot is held for the margin, or with `slotted` until settled.
+    async fn acquire_inner(&self, key: &str, quota: Option<Quota>, slotted: bool) -> Result<Option<Slot>> {
         let limiter = self.key(key);
         let Some(quota) = quota else {
             // No quota: only a cooldown can hold the call, and there is no slot to queue for.
@@ -267,7 +272,8 @@ impl InProcessLimiter {
             // Unique across keys: a key dropped while idle and made again never reuses an id
             // that a late settlement could name.
             let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let next = crate::sync::lock(&limiter.state).try_admit(now, quota, id);
+            let hold = if slotted { crate::margin::MAX_HOLD.max(quota.margin) } else { quota.margin };
+            let next = crate::sync::lock(&limiter.state).try_admit(now, quota, id, hold);
             match next {
                 Ok(slot) => return Ok(Some(slot)),
                 // Sleep to the exact moment a slot frees (or the cooldown ends, or a settled
@@ -295,11 +301,11 @@ impl fmt::Debug for InProcessLimiter {
 
 impl RateLimiter for InProcessLimiter {
     fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.acquire_inner(key, quota).await.map(|_| ()) })
+        Box::pin(async move { self.acquire_inner(key, quota, false).await.map(|_| ()) })
     }
 
     fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
-        Box::pin(self.acquire_inner(key, quota))
+        Box::pin(self.acquire_inner(key, quota, true))
     }
 
     fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
@@ -473,7 +479,8 @@ mod tests {
         let q = quota(2, 1000, 100);
         let first = limiter.acquire_slot("t", Some(q)).await.unwrap().unwrap();
         let second = limiter.acquire_slot("t", Some(q)).await.unwrap().unwrap();
-        assert_eq!((first.hold, second.hold), (Duration::from_millis(100), Duration::from_millis(100)));
+        // Held until answered.
+        assert_eq!((first.hold, second.hold), (crate::margin::MAX_HOLD, crate::margin::MAX_HOLD));
         assert_ne!(first.id, second.id);
         let admitted = Arc::new(Mutex::new(None));
         {
@@ -484,11 +491,11 @@ mod tests {
             });
         }
         settle().await;
-        // The waiter sleeps until 1100 ms; the first call is measured at 50 ms and needs only
-        // 10 ms past the period, so its slot frees at 1010 ms.
+        // The waiter sleeps until 4000 ms (both calls unanswered); the first is answered at
+        // 50 ms and needs only 10 ms past the period, so its slot frees at 1010 ms.
         clock.advance(Duration::from_millis(50));
         limiter.settle("t", first, Duration::from_millis(10)).await.unwrap();
-        // The second needed more than its margin: it stays held longer.
+        // The second needed 300 ms.
         limiter.settle("t", second, Duration::from_millis(300)).await.unwrap();
         for _ in 0..96 {
             clock.advance(Duration::from_millis(10));

@@ -4,16 +4,17 @@
 //! it. If one call is seen late and another N calls later is seen early, the server sees N+1
 //! inside one of its windows. Holding each slot for `period + d`, where `d` bounds how much
 //! later than the quickest call this one reached the server, keeps every server window at N.
-//! That `d` is not observable directly, but each call's round-trip time bounds it: the part of
-//! a call's round trip above the recent minimum round trip (its *excess*) includes all of the
-//! extra delay on the way in.
+//! That `d` is not observable directly, but each call's round trip bounds it: the server
+//! answers only after counting, and the part of a round trip above the recent minimum round
+//! trip (its *excess*) includes all of the extra delay on the way in.
 //!
-//! So each slot is held, provisionally, for the margin: a high quantile of recent excesses
-//! (what a call still in flight may turn out to need). When the call's answer arrives, its own
-//! excess (plus a small pad) replaces the provisional hold ([`RateLimiter::settle`]): most
-//! calls reached the server far sooner than the worst case, and their slots free sooner. Any
-//! 429 from the per-period limit means the estimate was short: both the margin and the holds
-//! widen at once (×2, at most once per period), then narrow back slowly (half-life 30 s).
+//! So a slot is held while its call is unanswered (up to [`MAX_HOLD`]), and once the answer
+//! arrives, for that call's own excess plus a small pad ([`RateLimiter::settle`]): most calls
+//! reach the server far sooner than the worst case, and their slots free sooner. The margin
+//! itself, a high quantile of recent excesses, is what a limiter that cannot be told about
+//! each call holds every slot for. Any 429 from the per-period limit means the estimate was
+//! short: the margin and the holds widen at once (×2, at most once per period), then narrow
+//! back slowly (half-life 30 s).
 //!
 //! Time is injected ([`Clock`]), so the estimator is tested without sleeping.
 //!
@@ -29,15 +30,19 @@ use crate::clock::Clock;
 /// The shortest hold or margin: what covers the timer and scheduling noise of an idle link.
 pub const MIN_MARGIN: Duration = Duration::from_millis(10);
 
-/// The longest margin or hold the estimate sets (a configured starting margin may be longer).
+/// The longest margin the estimate sets (a configured starting margin may be longer).
 pub const MAX_MARGIN: Duration = Duration::from_millis(500);
+
+/// The longest a slot is held past the period: a call still unanswered, or one measured that
+/// slow. Beyond this, a call that reaches the server even later may draw a 429.
+pub const MAX_HOLD: Duration = Duration::from_secs(3);
 
 /// Added to each call's measured excess: the way back and the server's own work vary a
 /// little too, and the minimum they are measured against is itself a sample.
 const PAD: Duration = Duration::from_millis(5);
 
-/// Round trips seen before measured holds are used: the minimum they are measured against
-/// needs a few samples to mean something.
+/// Round trips seen before holds are measured against the minimum (which needs a few samples
+/// to mean something); until then a call's hold is its whole round trip.
 const WARM_UP: u64 = 20;
 
 /// The minimum round trip is the least seen in the current and the previous bucket of this
@@ -130,9 +135,8 @@ impl AdaptiveMargin {
     }
 
     /// Records one call's round trip (from its admission to the answer's headers) and
-    /// returns how long past the period its slot needs holding, or `None` while warming up
-    /// (the provisional hold stays).
-    pub fn observe(&self, round_trip: Duration) -> Option<Duration> {
+    /// returns how long past the period its slot needs holding.
+    pub fn observe(&self, round_trip: Duration) -> Duration {
         let now = self.clock.now();
         let mut state = crate::sync::lock(&self.state);
         state.samples += 1;
@@ -157,7 +161,11 @@ impl AdaptiveMargin {
             };
         }
         self.publish(&state, widen);
-        (state.samples >= WARM_UP).then(|| self.bound((excess + PAD).mul_f64(widen)))
+        if state.samples < WARM_UP {
+            // The server counted the call before answering: the whole round trip is enough.
+            return round_trip.min(MAX_HOLD);
+        }
+        (excess + PAD).mul_f64(widen).clamp(MIN_MARGIN, MAX_HOLD)
     }
 
     /// A 429 from the per-period limit: the estimate was short. Widens the margin and every
@@ -247,14 +255,20 @@ mod tests {
     }
 
     /// Feeds round trips of `base` plus a spread drawn evenly from 0..`spread_ms`, one every
-    /// 16 ms (60 a second), and returns the holds measured.
+    /// 16 ms (60 a second), and returns the holds measured once warmed up.
     fn feed(m: &AdaptiveMargin, clock: &ManualClock, n: usize, base_ms: u32, spread_ms: u32) -> Vec<Duration> {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut holds = Vec::new();
         for _ in 0..n {
             clock.advance(16 * MS);
             let jitter = Duration::from_micros(rng.u64(0..=u64::from(spread_ms) * 1000));
-            holds.extend(m.observe(base_ms * MS + jitter));
+            let round_trip = base_ms * MS + jitter;
+            let hold = m.observe(round_trip);
+            if crate::sync::lock(&m.state).samples >= WARM_UP {
+                holds.push(hold);
+            } else {
+                assert_eq!(hold, round_trip, "warming up, a call is held for its whole round trip");
+            }
         }
         holds
     }
@@ -263,7 +277,7 @@ mod tests {
     fn starts_at_the_configured_margin_and_settles_on_the_measured_spread() {
         let (m, clock) = estimator(100);
         assert_eq!(m.margin(), 100 * MS);
-        // Warming up: no measured holds yet, the start stays.
+        // Warming up: each call is held for its round trip, and the margin stays at the start.
         assert!(feed(&m, &clock, (WARM_UP - 1) as usize, 30, 80).is_empty());
         assert_eq!(m.margin(), 100 * MS);
         let holds = feed(&m, &clock, 600, 30, 80);
@@ -282,9 +296,9 @@ mod tests {
         feed(&m, &clock, 1000, 2, 1);
         assert_eq!(m.margin(), MIN_MARGIN);
         // The link gets worse: the very next call's hold is its own, large, delay; the margin
-        // for calls in flight follows within a few updates.
+        // follows within a few updates.
         clock.advance(16 * MS);
-        assert!(m.observe(2 * MS + 70 * MS).unwrap() >= 70 * MS);
+        assert!(m.observe(2 * MS + 70 * MS) >= 70 * MS);
         feed(&m, &clock, 40, 2, 80);
         assert!(m.margin() >= 60 * MS, "{:?}", m.margin());
         // And better again: once the bad samples have left the recent ones, the margin
@@ -321,14 +335,14 @@ mod tests {
         assert!(m.margin() <= settled * 2 + MS);
         // The holds widen too.
         clock.advance(MS);
-        let widened = m.observe(2 * MS + 10 * MS).unwrap();
+        let widened = m.observe(2 * MS + 10 * MS);
         assert!(widened >= 28 * MS, "{widened:?}");
         // Half a minute later, about half of the widening is left; minutes later, none.
         feed(&m, &clock, 1875, 2, 0);
-        let half = m.observe(2 * MS + 10 * MS).unwrap();
+        let half = m.observe(2 * MS + 10 * MS);
         assert!(half > 20 * MS && half < 26 * MS, "{half:?}");
         feed(&m, &clock, 20_000, 2, 0);
-        let unwidened = m.observe(2 * MS + 10 * MS).unwrap();
+        let unwidened = m.observe(2 * MS + 10 * MS);
         assert!(unwidened >= 15 * MS && unwidened < 15 * MS + MS / 10, "{unwidened:?}");
         // Repeated 429s a period apart compound, up to ×16; holds stay within the bound.
         for _ in 0..10 {
@@ -336,7 +350,7 @@ mod tests {
             m.rate_limited();
         }
         assert!(m.margin() >= 75 * MS && m.margin() <= 90 * MS, "{:?}", m.margin());
-        assert_eq!(m.observe(2 * MS + 400 * MS).unwrap(), MAX_MARGIN);
+        assert_eq!(m.observe(2 * MS + 400 * MS), MAX_HOLD);
     }
 
     #[test]

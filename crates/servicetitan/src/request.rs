@@ -365,7 +365,7 @@ async fn attempt_once(
             None => return Attempt::Fail(deadline_error(call, "the report rate limiter", total)),
         }
     }
-    let admitted = until(clock, deadline, client.limiter.acquire_slot(&tenant.limit_key, client.tenant_quota())).await;
+    let admitted = until(clock, deadline, client.admit_tenant_call(&tenant.limit_key)).await;
     let admitted_at = clock.now();
     let waited = admitted_at.saturating_duration_since(started);
     *throttled += waited;
@@ -421,7 +421,10 @@ async fn attempt_once(
     client.counters.requests.fetch_add(1, Ordering::Relaxed);
     let response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return transport_failure(call, e, false, backoff()),
+        Err(e) => {
+            client.unanswered(&tenant.limit_key, slot).await;
+            return transport_failure(call, e, false, backoff());
+        }
     };
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());

@@ -15,7 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::redact_in;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limit::{Quota, Slot};
-use crate::margin::MAX_MARGIN;
+use crate::margin::MAX_HOLD;
 
 /// One Redis connection (multiplexed, reconnecting) shared by a [`RedisLimiter`](super::RedisLimiter) and a
 /// [`RedisTokenStore`](super::RedisTokenStore), with the retry-or-fall-back policy of [`RedisSettings`].
@@ -180,7 +180,7 @@ impl RedisBackend {
     /// cooldown. The building block of [`RedisLimiter`](super::RedisLimiter); public for tests
     /// and benchmarks.
     pub async fn try_admit(&self, key: &str, quota: Option<Quota>, at: Option<SystemTime>) -> Result<Option<Duration>> {
-        Ok(match self.admit(key, quota, at, self.cooldown_bound(quota)).await? {
+        Ok(match self.admit(key, quota, at, self.cooldown_bound(quota), false).await? {
             Admission::Admitted(_) => None,
             Admission::Wait(wait, _) => Some(wait),
         })
@@ -197,20 +197,23 @@ impl RedisBackend {
     }
 
     /// [`try_admit`](Self::try_admit) honouring cooldowns for at most `longest` (zero: not at
-    /// all).
+    /// all); with `slotted`, the slot is held until settled (see
+    /// [`RateLimiter::acquire_slot`](crate::limit::RateLimiter::acquire_slot)).
     pub(super) async fn admit(
         &self,
         key: &str,
         quota: Option<Quota>,
         at: Option<SystemTime>,
         longest: Duration,
+        slotted: bool,
     ) -> Result<Admission> {
         let log = format!("{}:log", self.key("rl", key));
         let cool = format!("{}:cool", self.key("rl", key));
-        let (calls, period, hold) = match quota {
+        let (calls, period, margin) = match quota {
             Some(q) => (q.calls, q.period, q.margin),
             None => (0, Duration::ZERO, Duration::ZERO),
         };
+        let hold = if slotted { MAX_HOLD.max(margin) } else { margin };
         let longest_hold = longest_hold(hold);
         let span = period + longest_hold;
         let longest_us = longest.as_micros() as u64;
@@ -230,7 +233,7 @@ impl RedisBackend {
                         .arg(now)
                         .arg(member)
                         .arg(longest_us)
-                        .arg(hold.as_micros() as u64)
+                        .arg(margin.as_micros() as u64)
                         .arg(longest_hold.as_micros() as u64)
                         .invoke_async(&mut c)
                         .await
@@ -299,9 +302,9 @@ pub(super) enum Admission {
     Wait(Duration, bool),
 }
 
-/// The longest any slot is held past the period, for a caller admitting with `margin`.
-fn longest_hold(margin: Duration) -> Duration {
-    MAX_MARGIN.max(margin)
+/// The longest any slot is held past the period, for a caller admitting with `hold`.
+fn longest_hold(hold: Duration) -> Duration {
+    MAX_HOLD.max(hold)
 }
 
 pub(super) fn micros(t: SystemTime) -> u64 {

@@ -71,7 +71,8 @@ impl RedisLimiter {
         turns.0.entry(key.to_owned()).or_default().clone()
     }
 
-    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<Option<Slot>> {
+    /// Admits under `quota`; a slot is held for the margin, or with `slotted` until settled.
+    async fn acquire_inner(&self, key: &str, quota: Option<Quota>, slotted: bool) -> Result<Option<Slot>> {
         let turn = self.turn(key);
         // Cooldown-only checks do not queue: there is no slot to wait for.
         let _turn = match quota {
@@ -82,7 +83,7 @@ impl RedisLimiter {
         // Redis is ignored: it is longer than any this client would have set or accepted.
         let mut cooldown_left = self.backend.cooldown_bound(quota);
         loop {
-            let admitted = self.backend.admit(key, quota, None, cooldown_left).await;
+            let admitted = self.backend.admit(key, quota, None, cooldown_left, slotted).await;
             if let (Ok(_), Some(q)) = (&admitted, quota) {
                 if self.backend.recovered.swap(false, Ordering::Relaxed) {
                     // Redis just came back and may have forgotten the calls of the last
@@ -118,11 +119,11 @@ impl RedisLimiter {
 
 impl RateLimiter for RedisLimiter {
     fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.acquire_inner(key, quota).await.map(|_| ()) })
+        Box::pin(async move { self.acquire_inner(key, quota, false).await.map(|_| ()) })
     }
 
     fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
-        Box::pin(self.acquire_inner(key, quota))
+        Box::pin(self.acquire_inner(key, quota, true))
     }
 
     /// Settles in the background: the call that was measured need not wait for Redis, and a

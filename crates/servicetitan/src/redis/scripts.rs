@@ -12,9 +12,10 @@
 //
 // The log holds one member per admission, scored with its admission time and named
 // "<process>-<n>/<hold µs>": the slot is held until admission + period + hold, where the hold
-// is the margin of the process that admitted it, or what that process measured since (SETTLE).
-// A member without a readable hold (written by an older version) is held for this caller's
-// margin; no hold counts for more than the longest hold.
+// is what the process that admitted it said: its margin, the longest hold while the call is
+// unanswered, then what it measured (SETTLE). A member without a readable hold (written by an
+// older version) is held for this caller's margin; no hold counts for more than the longest
+// hold. Members found expired are dropped, so the log stays about N long.
 //
 // A cooldown longer than the caller's bound is cut to it (see RedisLimiter); admissions dated
 // more than a span (period + longest hold) ahead were not recorded on this clock and are
@@ -51,7 +52,7 @@ if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - span))
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', now + span), '+inf')
 local n = redis.call('ZCARD', KEYS[1])
-local most = 4 * calls + 64
+local most = calls * (math.ceil(span / math.max(period, 1)) + 2) + 64
 if n > most then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - most - 1)
   n = most
@@ -60,12 +61,14 @@ local admit = n < calls
 local ends = {}
 if not admit then
   local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  local gone = {}
   for i = 1, #entries, 2 do
     local h = tonumber(string.match(entries[i], '/(%d+)$')) or hold
     if h > longest_hold then h = longest_hold end
     local e = tonumber(entries[i + 1]) + period + h
-    if e > now then ends[#ends + 1] = e end
+    if e > now then ends[#ends + 1] = e else gone[#gone + 1] = entries[i] end
   end
+  if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
   admit = #ends < calls
 end
 if admit then
