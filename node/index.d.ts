@@ -48,12 +48,14 @@ export interface ClientOptions {
   /** Base URL of the API, for a custom environment such as the sandbox. Env: `ST_API_URL`. */
   apiUrl?: string
   /**
-   * Calls per tenant per period (default 60 per 1000 ms, plus a 100 ms margin that absorbs
-   * network jitter); `false` turns the client-side limiter off (the server's 429s are still
-   * honoured). Env: `ST_RATE_LIMIT_PER_SECOND`, `ST_RATE_LIMIT_PERIOD_MS`, `ST_RATE_LIMIT_MARGIN_MS`.
-   * Each field on its own: one left out comes from its environment variable, then its default.
+   * Calls per tenant per period (default 60 per 1000 ms, plus a margin that absorbs network
+   * jitter: sized from measured round trips, starting at `marginMs`, default 100 ms, unless
+   * `marginAdaptive` is `false`); `false` turns the client-side limiter off (the server's 429s
+   * are still honoured). Env: `ST_RATE_LIMIT_PER_SECOND`, `ST_RATE_LIMIT_PERIOD_MS`,
+   * `ST_RATE_LIMIT_MARGIN_MS`, `ST_RATE_LIMIT_MARGIN_ADAPTIVE`. Each field on its own: one left
+   * out comes from its environment variable, then its default.
    */
-  rateLimit?: false | { calls?: number; periodMs?: number; marginMs?: number }
+  rateLimit?: false | { calls?: number; periodMs?: number; marginMs?: number; marginAdaptive?: boolean }
   /**
    * Runs of one report per tenant per period (default 5 per 60 000 ms); `false` turns it off.
    * Env: `ST_REPORT_RATE_LIMIT_PER_MINUTE`, `ST_REPORT_RATE_LIMIT_PERIOD_SECS`. Each field on

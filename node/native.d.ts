@@ -173,6 +173,8 @@ export interface NativeClientOptions {
   rateLimitCalls?: number
   rateLimitPeriodMs?: number
   rateLimitMarginMs?: number
+  /** `false` keeps the margin fixed. */
+  rateLimitMarginAdaptive?: boolean
   /** 0 turns the per-report limiter off. */
   reportRateLimitCalls?: number
   reportRateLimitPeriodMs?: number

@@ -110,6 +110,10 @@ function nativeClientOptions(options) {
     o.rateLimitCalls = limit.calls ?? undefined
     o.rateLimitPeriodMs = milliseconds(limit.periodMs, 'rateLimit.periodMs')
     o.rateLimitMarginMs = milliseconds(limit.marginMs, 'rateLimit.marginMs')
+    if (limit.marginAdaptive != null) {
+      if (typeof limit.marginAdaptive !== 'boolean') refuse('rateLimit.marginAdaptive', 'a boolean', limit.marginAdaptive)
+      o.rateLimitMarginAdaptive = limit.marginAdaptive
+    }
   }
   const report = limitObject(options.reportRateLimit, 'reportRateLimit')
   if (report === false) {

@@ -96,6 +96,7 @@ test('bad input is a ConfigurationError before any request', async (t) => {
     { maxAttempts: -1 },
     { maxAttempts: 'x' },
     { reportRateLimit: { calls: 5, periodMs: Number.NaN } },
+    { rateLimit: { marginMs: 50, marginAdaptive: 'no' } },
   ]) {
     assert.throws(() => new Client({ ...clientOptions(sandbox), ...options }), st.ConfigurationError, JSON.stringify(options))
   }
@@ -108,6 +109,9 @@ test('bad input is a ConfigurationError before any request', async (t) => {
   const tenant = client.tenant(1001, credentials(sandbox))
   await assert.rejects(tenant.get('https://evil.example/steal'), st.ConfigurationError)
   assert.equal(sandbox.stats().tokenRequestsTotal, 0)
+  // The margin adapts unless fixed; either way calls go through.
+  const fixed = new Client({ ...clientOptions(sandbox), rateLimit: { marginMs: 50, marginAdaptive: false } })
+  await fixed.tenant(1002, credentials(sandbox, 1002)).get('crm/customers', { params: { pageSize: 1 } })
 })
 
 test('paginate yields every record once; break stops the read', async (t) => {

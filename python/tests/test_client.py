@@ -124,6 +124,11 @@ def test_bad_settings_are_configuration_errors_naming_the_argument(sandbox: st.S
         st.Client()
     with pytest.raises(st.ConfigurationError, match="tenant"):
         sandbox.client().tenant(-5, client_id="cid.x", client_secret="cs1.x")
+    with pytest.raises(TypeError, match="rate_limit_margin_adaptive"):
+        sandbox.client(rate_limit_margin_adaptive="no")
+    # The margin adapts unless fixed; either way calls go through.
+    fixed = sandbox.client(rate_limit_margin=0.05, rate_limit_margin_adaptive=False)
+    assert fixed.tenant(**sandbox.credentials(1002)).get("crm/customers", params={"pageSize": 1})["data"]
 
 
 def test_from_env_reads_the_st_variables(sandbox: st.Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:

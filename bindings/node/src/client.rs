@@ -32,6 +32,8 @@ pub struct NativeClientOptions {
     pub rate_limit_calls: Option<u32>,
     pub rate_limit_period_ms: Option<f64>,
     pub rate_limit_margin_ms: Option<f64>,
+    /// `false` keeps the margin fixed.
+    pub rate_limit_margin_adaptive: Option<bool>,
     /// 0 turns the per-report limiter off.
     pub report_rate_limit_calls: Option<u32>,
     pub report_rate_limit_period_ms: Option<f64>,
@@ -150,6 +152,9 @@ impl NativeClient {
         }
         if let Some(v) = o.rate_limit_margin_ms {
             b = b.rate_limit_margin(millis("rateLimit.marginMs", v)?);
+        }
+        if let Some(on) = o.rate_limit_margin_adaptive {
+            b = b.rate_limit_margin_adaptive(on);
         }
         if let Some(v) = o.report_rate_limit_calls {
             b = b.report_rate_limit_calls(v);

@@ -30,6 +30,7 @@ pub(crate) struct Settings {
     pub(crate) rate_limit_calls: Option<u32>,
     pub(crate) rate_limit_period: Option<f64>,
     pub(crate) rate_limit_margin: Option<f64>,
+    pub(crate) rate_limit_margin_adaptive: Option<bool>,
     pub(crate) report_rate_limit_calls: Option<u32>,
     pub(crate) report_rate_limit_period: Option<f64>,
     pub(crate) max_attempts: Option<u32>,
@@ -77,6 +78,9 @@ impl Settings {
         }
         if let Some(v) = self.rate_limit_margin {
             b = b.rate_limit_margin(seconds("rate_limit_margin", v)?);
+        }
+        if let Some(on) = self.rate_limit_margin_adaptive {
+            b = b.rate_limit_margin_adaptive(on);
         }
         if let Some(v) = self.report_rate_limit_calls {
             b = b.report_rate_limit_calls(v);
@@ -273,7 +277,7 @@ pub(crate) struct Client {
 impl Client {
     #[new]
     #[pyo3(signature = (app_key=None, *, environment=None, auth_url=None, api_url=None, rate_limit_calls=None,
-        rate_limit_period=None, rate_limit_margin=None, report_rate_limit_calls=None, report_rate_limit_period=None,
+        rate_limit_period=None, rate_limit_margin=None, rate_limit_margin_adaptive=None, report_rate_limit_calls=None, report_rate_limit_period=None,
         max_attempts=None, backoff_base=None, backoff_max=None, timeout=None, connect_timeout=None,
         attempt_timeout=None, max_retry_after=None, ca_certificates=None, redis_url=None, redis_key_prefix=None,
         redis_token_key=None, redis_fallback_share=None))]
@@ -287,6 +291,7 @@ impl Client {
         #[pyo3(from_py_with = args::rate_limit_calls)] rate_limit_calls: Option<u32>,
         #[pyo3(from_py_with = args::rate_limit_period)] rate_limit_period: Option<f64>,
         #[pyo3(from_py_with = args::rate_limit_margin)] rate_limit_margin: Option<f64>,
+        rate_limit_margin_adaptive: Option<bool>,
         #[pyo3(from_py_with = args::report_rate_limit_calls)] report_rate_limit_calls: Option<u32>,
         #[pyo3(from_py_with = args::report_rate_limit_period)] report_rate_limit_period: Option<f64>,
         #[pyo3(from_py_with = args::max_attempts)] max_attempts: Option<u32>,
@@ -310,6 +315,7 @@ impl Client {
             rate_limit_calls,
             rate_limit_period,
             rate_limit_margin,
+            rate_limit_margin_adaptive,
             report_rate_limit_calls,
             report_rate_limit_period,
             max_attempts,
@@ -530,7 +536,7 @@ pub(crate) struct AsyncClient {
 impl AsyncClient {
     #[new]
     #[pyo3(signature = (app_key=None, *, environment=None, auth_url=None, api_url=None, rate_limit_calls=None,
-        rate_limit_period=None, rate_limit_margin=None, report_rate_limit_calls=None, report_rate_limit_period=None,
+        rate_limit_period=None, rate_limit_margin=None, rate_limit_margin_adaptive=None, report_rate_limit_calls=None, report_rate_limit_period=None,
         max_attempts=None, backoff_base=None, backoff_max=None, timeout=None, connect_timeout=None,
         attempt_timeout=None, max_retry_after=None, ca_certificates=None, redis_url=None, redis_key_prefix=None,
         redis_token_key=None, redis_fallback_share=None))]
@@ -544,6 +550,7 @@ impl AsyncClient {
         #[pyo3(from_py_with = args::rate_limit_calls)] rate_limit_calls: Option<u32>,
         #[pyo3(from_py_with = args::rate_limit_period)] rate_limit_period: Option<f64>,
         #[pyo3(from_py_with = args::rate_limit_margin)] rate_limit_margin: Option<f64>,
+        rate_limit_margin_adaptive: Option<bool>,
         #[pyo3(from_py_with = args::report_rate_limit_calls)] report_rate_limit_calls: Option<u32>,
         #[pyo3(from_py_with = args::report_rate_limit_period)] report_rate_limit_period: Option<f64>,
         #[pyo3(from_py_with = args::max_attempts)] max_attempts: Option<u32>,
@@ -567,6 +574,7 @@ impl AsyncClient {
             rate_limit_calls,
             rate_limit_period,
             rate_limit_margin,
+            rate_limit_margin_adaptive,
             report_rate_limit_calls,
             report_rate_limit_period,
             max_attempts,

@@ -50,6 +50,51 @@ impl Default for LimitConfig {
     }
 }
 
+/// How the delay before a call is counted is drawn (see [`JitterConfig`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JitterDistribution {
+    /// No delay.
+    #[default]
+    None,
+    /// Evenly between 0 and `max_ms`.
+    Uniform,
+    /// Mostly near 0 with a long tail up to `max_ms`: a Pareto distribution (shape 1.16, the
+    /// "80/20" shape) whose median is about `max_ms / 50`, with about 1.3% of calls at `max_ms`.
+    LongTailed,
+}
+
+/// A delay, drawn per call, between a call's arrival and the moment the sandbox counts it
+/// toward its rate-limit window: the variation in network delay that a client's limiter has
+/// to absorb. Changeable while the sandbox runs (`PUT /__sandbox/jitter`,
+/// `Sandbox::set_jitter`), so that a benchmark can make the network worse mid-run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JitterConfig {
+    pub distribution: JitterDistribution,
+    /// The longest delay, in milliseconds.
+    pub max_ms: u64,
+}
+
+impl JitterConfig {
+    /// Uniform jitter of 0 to `max_ms` milliseconds.
+    pub fn uniform(max_ms: u64) -> Self {
+        JitterConfig { distribution: JitterDistribution::Uniform, max_ms }
+    }
+
+    /// Long-tailed jitter up to `max_ms` milliseconds.
+    pub fn long_tailed(max_ms: u64) -> Self {
+        JitterConfig { distribution: JitterDistribution::LongTailed, max_ms }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_ms > 60_000 {
+            return Err("inbound_jitter.max_ms: at most 60000 (one minute)".into());
+        }
+        Ok(())
+    }
+}
+
 /// A tenant and the credentials (one pair per tenant and environment) that may act for it.
 /// Several tenants may share one pair, as an Enterprise Hub network does.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +184,8 @@ pub struct SandboxConfig {
     /// How long an asynchronous report query (`POST …/data/query`) takes, in milliseconds: 0
     /// answers with the data at once (200), more answers 202 with a token to poll.
     pub report_query_ms: u64,
+    /// A delay drawn per API call before the rate limiter counts it (none by default).
+    pub inbound_jitter: JitterConfig,
 }
 
 impl Default for SandboxConfig {
@@ -164,6 +211,7 @@ impl Default for SandboxConfig {
             webhook_signature_header: "X-ServiceTitan-Signature".to_string(),
             webhook_signature_encoding: "hex".to_string(),
             report_query_ms: 0,
+            inbound_jitter: JitterConfig::default(),
         }
     }
 }
@@ -224,6 +272,7 @@ impl SandboxConfig {
         if !["hex", "base64"].contains(&self.webhook_signature_encoding.to_ascii_lowercase().as_str()) {
             return Err("webhook_signature_encoding: expected \"hex\" or \"base64\"".into());
         }
+        self.inbound_jitter.validate()?;
         if self.records > 1_000_000_000 {
             return Err("records: at most 1,000,000,000 per resource".into());
         }

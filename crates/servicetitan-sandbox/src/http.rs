@@ -13,7 +13,11 @@ use serde_json::{json, Value};
 pub type Body = Full<Bytes>;
 
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).expect("JSON values serialise");
+    json_bytes_response(status, serde_json::to_vec(body).expect("JSON values serialise"))
+}
+
+/// A response of JSON already rendered.
+pub fn json_bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));

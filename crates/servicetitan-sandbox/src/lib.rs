@@ -29,7 +29,9 @@ mod tokens;
 mod util;
 mod webhooks;
 
-pub use config::{LimitConfig, SandboxConfig, TenantConfig, WindowMode, DEMO_APP_KEY};
+pub use config::{
+    JitterConfig, JitterDistribution, LimitConfig, SandboxConfig, TenantConfig, WindowMode, DEMO_APP_KEY,
+};
 pub use data::implemented_operations;
 pub use faults::Fault;
 pub use limits::LimitStats;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{LimitConfig, WindowMode};
+use crate::config::{JitterConfig, JitterDistribution, LimitConfig, WindowMode};
+use crate::util::mix_all;
 
 /// What a limiter has seen; serialised into `/__sandbox/stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -109,6 +110,59 @@ impl WindowLimiter {
     }
 }
 
+/// Draws each call's inbound delay (see [`JitterConfig`]), deterministically from the seed and
+/// the call's number, so that a run can be replayed.
+#[derive(Debug)]
+pub struct Jitter {
+    seed: u64,
+    config: std::sync::Mutex<JitterConfig>,
+    draws: std::sync::atomic::AtomicU64,
+}
+
+impl Jitter {
+    pub fn new(seed: u64, config: JitterConfig) -> Self {
+        Jitter { seed, config: std::sync::Mutex::new(config), draws: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    pub fn get(&self) -> JitterConfig {
+        *self.config.lock().unwrap()
+    }
+
+    pub fn set(&self, config: JitterConfig) -> Result<(), String> {
+        config.validate()?;
+        *self.config.lock().unwrap() = config;
+        Ok(())
+    }
+
+    /// The delay for the next call.
+    pub fn next_delay(&self) -> Duration {
+        let config = self.get();
+        if config.distribution == JitterDistribution::None || config.max_ms == 0 {
+            return Duration::ZERO;
+        }
+        let n = self.draws.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        delay(config, mix_all(&[self.seed, n, 0x7177]))
+    }
+}
+
+/// The delay `config` gives for the random 64-bit `draw`.
+fn delay(config: JitterConfig, draw: u64) -> Duration {
+    // A uniform draw in [0, 1) with 53 bits.
+    let u = (draw >> 11) as f64 / (1u64 << 53) as f64;
+    let max = config.max_ms as f64;
+    let ms = match config.distribution {
+        JitterDistribution::None => 0.0,
+        JitterDistribution::Uniform => u * max,
+        JitterDistribution::LongTailed => {
+            // Pareto (Lomax) with shape 1.16 and scale max/40, cut at max.
+            const SHAPE: f64 = 1.16;
+            let scale = max / 40.0;
+            (scale * ((1.0 - u).powf(-1.0 / SHAPE) - 1.0)).min(max)
+        }
+    };
+    Duration::from_micros((ms * 1000.0) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +206,32 @@ mod tests {
             assert!(l.try_admit(t0).is_ok());
         }
         assert_eq!(l.stats.max_in_window, 500);
+    }
+
+    #[test]
+    fn jitter_draws_follow_their_distribution_and_are_replayable() {
+        let draws = |config: JitterConfig| -> Vec<f64> {
+            let j = Jitter::new(42, config);
+            let mut v: Vec<f64> = (0..20_000).map(|_| j.next_delay().as_secs_f64() * 1000.0).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        assert!(draws(JitterConfig::default()).iter().all(|d| *d == 0.0));
+        let uniform = draws(JitterConfig::uniform(80));
+        assert!(uniform[0] >= 0.0 && uniform[uniform.len() - 1] < 80.0);
+        let median = uniform[uniform.len() / 2];
+        assert!((38.0..42.0).contains(&median), "{median}");
+        let tail = draws(JitterConfig::long_tailed(200));
+        let (median, p99) = (tail[tail.len() / 2], tail[tail.len() * 99 / 100]);
+        assert!(median < 8.0 && p99 > 50.0 && tail[tail.len() - 1] <= 200.0, "{median} {p99}");
+        // The same seed replays the same delays.
+        assert_eq!(draws(JitterConfig::uniform(80)), uniform);
+        // Changing the setting takes effect at the next call; bad settings are refused.
+        let j = Jitter::new(1, JitterConfig::uniform(5));
+        assert!(j.next_delay() < Duration::from_millis(5));
+        j.set(JitterConfig::uniform(0)).unwrap();
+        assert_eq!(j.next_delay(), Duration::ZERO);
+        assert!(j.set(JitterConfig::uniform(3_600_000)).is_err());
     }
 
     proptest! {

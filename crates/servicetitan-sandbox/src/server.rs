@@ -21,13 +21,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::catalogue::Catalogue;
-use crate::config::{SandboxConfig, TenantConfig};
+use crate::config::{JitterConfig, SandboxConfig, TenantConfig};
 use crate::data::{ListFilter, Store};
 use crate::faults::{Fault, Faults};
 use crate::http::{
-    bool_param, int_param, json_response, oauth_error, page_envelope, param, query_pairs, Body, Problem,
+    bool_param, int_param, json_bytes_response, json_response, oauth_error, page_envelope, param, query_pairs, Body,
+    Problem,
 };
-use crate::limits::{LimitStats, WindowLimiter};
+use crate::limits::{Jitter, LimitStats, WindowLimiter};
 use crate::report_queries::{Poll, ReportQueries};
 use crate::responder::{violations_problem, Call, Responder};
 use crate::stats::{Stats, StatsSnapshot};
@@ -75,6 +76,7 @@ pub(crate) struct State {
     webhooks: Arc<Webhooks>,
     report_queries: Arc<ReportQueries>,
     responder: Responder,
+    jitter: Jitter,
 }
 
 impl State {
@@ -151,6 +153,7 @@ impl Sandbox {
             store: Store::new(catalogue, config.seed, config.records),
             responder: Responder::new(catalogue, &config),
             tokens: TokenIssuer::new(config.seed, nonce),
+            jitter: Jitter::new(config.seed, config.inbound_jitter),
             catalogue,
             config,
             faults: Faults::default(),
@@ -252,6 +255,16 @@ impl Sandbox {
         send_event(&self.state, SendEvent { tenant, event_type: event_type.to_owned(), source: None, data })
     }
 
+    /// The inbound jitter in force.
+    pub fn jitter(&self) -> JitterConfig {
+        self.state.jitter.get()
+    }
+
+    /// Changes the inbound jitter from the next call on (as `PUT /__sandbox/jitter` does).
+    pub fn set_jitter(&self, jitter: JitterConfig) -> Result<(), String> {
+        self.state.jitter.set(jitter)
+    }
+
     /// Stops accepting connections, ends open ones and waits for the server task.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -345,6 +358,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
 
     if state.config.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(state.config.latency_ms)).await;
+    }
+    // The call reaches the rate limiter late by a varying delay, as over a jittery network.
+    let jitter = state.jitter.next_delay();
+    if !jitter.is_zero() {
+        tokio::time::sleep(jitter).await;
     }
     Ok(match api(&state, req, &method, &path, &route).await {
         Ok(response) => response,
@@ -724,14 +742,15 @@ fn export_feed(state: &State, resource: usize, pairs: &[(String, String)]) -> Re
         },
     };
     let slice = state.store.export(resource, position, state.config.export_page_size);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "hasMore": slice.has_more,
-            "continueFrom": continuation_token(state, resource, slice.next_position),
-            "data": slice.records,
-        }),
-    ))
+    // The records come rendered: only the envelope is written here.
+    let token = continuation_token(state, resource, slice.next_position);
+    let mut body = Vec::with_capacity(slice.data.len() + token.len() + 48);
+    body.extend_from_slice(format!("{{\"hasMore\":{},\"continueFrom\":", slice.has_more).as_bytes());
+    serde_json::to_writer(&mut body, &token).expect("JSON serialises");
+    body.extend_from_slice(b",\"data\":");
+    body.extend_from_slice(&slice.data);
+    body.push(b'}');
+    Ok(json_bytes_response(StatusCode::OK, body))
 }
 
 fn reporting(
@@ -934,6 +953,16 @@ fn control_api(state: &State, method: &Method, path: &str, body: &[u8]) -> Respo
         (_, webhooks) if webhooks == "webhooks" || webhooks.starts_with("webhooks/") => {
             webhook_control(state, method, webhooks, body)
         }
+        (&Method::GET, "jitter") => ok(json!(state.jitter.get())),
+        (&Method::PUT, "jitter") => {
+            match serde_json::from_slice::<JitterConfig>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|j| state.jitter.set(j).map(|()| j))
+            {
+                Ok(jitter) => ok(json!(jitter)),
+                Err(e) => state.problem(Problem::bad_request("jitter", e)),
+            }
+        }
         (&Method::POST, "revoke-tokens") => {
             state.tokens.revoke_all();
             ok(json!({"revoked": true}))
@@ -1120,6 +1149,16 @@ impl BackgroundSandbox {
     /// Sends an event of `tenant` to its subscribers; returns the event id.
     pub fn send_webhook_event(&self, tenant: i64, event_type: &str, data: Value) -> Result<String, String> {
         send_event(&self.state, SendEvent { tenant, event_type: event_type.to_owned(), source: None, data })
+    }
+
+    /// The inbound jitter in force.
+    pub fn jitter(&self) -> JitterConfig {
+        self.state.jitter.get()
+    }
+
+    /// Changes the inbound jitter from the next call on.
+    pub fn set_jitter(&self, jitter: JitterConfig) -> Result<(), String> {
+        self.state.jitter.set(jitter)
     }
 
     /// Stops the server and joins its thread.

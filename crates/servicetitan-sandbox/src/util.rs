@@ -40,11 +40,45 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 /// Unix milliseconds as the service writes date-times: `2026-01-02T03:04:05.678Z`.
 pub fn format_rfc3339_ms(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let ms = unix_ms.rem_euclid(1000);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
+    Rfc3339Ms(unix_ms).to_string()
+}
+
+/// Displays Unix milliseconds as [`format_rfc3339_ms`] does, without allocating: generated
+/// records carry two dates each.
+pub struct Rfc3339Ms(pub i64);
+
+impl std::fmt::Display for Rfc3339Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.div_euclid(1000);
+        let ms = self.0.rem_euclid(1000);
+        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        if !(0..=9999).contains(&y) {
+            let sod = secs.rem_euclid(86_400);
+            return write!(
+                f,
+                "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+                sod / 3600,
+                (sod % 3600) / 60,
+                sod % 60
+            );
+        }
+        let sod = secs.rem_euclid(86_400) as u32;
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let mut digits = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                text[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        digits(0, 4, y as u32);
+        digits(5, 2, mo);
+        digits(8, 2, d);
+        digits(11, 2, sod / 3600);
+        digits(14, 2, (sod % 3600) / 60);
+        digits(17, 2, sod % 60);
+        digits(20, 3, ms as u32);
+        f.write_str(std::str::from_utf8(&text).expect("ASCII digits"))
+    }
 }
 
 /// Parses `YYYY-MM-DD` or an RFC 3339 date-time (`Z` or `±hh:mm`, optional fraction) into Unix
@@ -156,6 +190,8 @@ mod tests {
             assert_eq!(parse_date_ms(&format_rfc3339_ms(ms)), Some(ms));
         }
         assert_eq!(format_rfc3339_ms(1_704_067_200_000), "2024-01-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339_ms(1_767_323_045_678), "2026-01-02T03:04:05.678Z");
+        assert_eq!(format_rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(parse_date_ms("2024-02-29"), Some(1_709_164_800_000));
         assert_eq!(parse_date_ms("2024-01-01T01:00:00+01:00"), Some(1_704_067_200_000));
         assert_eq!(parse_date_ms("2024-01-01T00:00:00"), Some(1_704_067_200_000));

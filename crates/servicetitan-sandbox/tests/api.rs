@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::Harness;
 use reqwest::Method;
 use serde_json::{json, Value};
-use servicetitan_sandbox::{Fault, LimitConfig, SandboxConfig, WindowMode};
+use servicetitan_sandbox::{Fault, JitterConfig, LimitConfig, SandboxConfig, WindowMode};
 
 fn config() -> SandboxConfig {
     SandboxConfig::default()
@@ -550,4 +550,39 @@ fn background_sandbox_runs_without_a_runtime() {
     assert_eq!(status, 200);
     sandbox.stop();
     assert!(runtime.block_on(async { reqwest::get(&url).await }).is_err(), "stopped");
+}
+
+#[tokio::test]
+async fn inbound_jitter_delays_calls_and_changes_at_run_time() {
+    let mut cfg = config();
+    cfg.inbound_jitter = JitterConfig::uniform(5);
+    let h = Harness::start(cfg).await;
+    let token = h.token(1001).await;
+    let current: Value = h.http.get(h.url("__sandbox/jitter")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(current, json!({"distribution": "uniform", "max_ms": 5}));
+
+    // Made worse mid-run through the control API: every call now waits 0–100 ms, 50 ms on
+    // average, before it is counted, so 20 calls in a row take about a second.
+    let set = h
+        .http
+        .put(h.url("__sandbox/jitter"))
+        .json(&json!({"distribution": "uniform", "max_ms": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    assert_eq!(h.sandbox.jitter(), JitterConfig::uniform(100));
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        assert_eq!(h.call(Method::GET, "crm/v2/tenant/1001/customers?pageSize=1", &token, None).await.status(), 200);
+    }
+    assert!(started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
+    assert_eq!(h.sandbox.stats()["tenants"]["1001"]["admitted"], 20);
+
+    for bad in [json!({"distribution": "uniform", "max_ms": 3_600_000}), json!({"distribution": "gaussian"})] {
+        let r = h.http.put(h.url("__sandbox/jitter")).json(&bad).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    h.sandbox.set_jitter(JitterConfig::long_tailed(50)).unwrap();
+    assert_eq!(h.sandbox.jitter(), JitterConfig::long_tailed(50));
 }

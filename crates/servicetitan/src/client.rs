@@ -12,7 +12,8 @@ use crate::auth::{MemoryTokenStore, TokenCache, TokenFetcher, TokenSource, Token
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientBuilder, Config, TenantCredentials};
 use crate::error::{Error, Result};
-use crate::limit::{InProcessLimiter, RateLimiter};
+use crate::limit::{InProcessLimiter, Quota, RateLimiter, Slot};
+use crate::margin::AdaptiveMargin;
 use crate::redis::{RedisBackend, RedisLimiter, RedisTokenStore};
 use crate::tenant::{Tenant, TenantInner};
 
@@ -45,6 +46,9 @@ pub(crate) struct ClientInner {
     pub(crate) http: reqwest::Client,
     pub(crate) tokens: TokenCache,
     pub(crate) limiter: Arc<dyn RateLimiter>,
+    /// The per-tenant limit's margin, sized from measured round trips; `None` when fixed.
+    /// One per client: a client talks to one API host.
+    pub(crate) margin: Option<AdaptiveMargin>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) app_key_header: HeaderValue,
@@ -170,12 +174,18 @@ impl Client {
         let digest = Sha256::digest(config.app_key.expose().as_bytes());
         let app_tag = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
 
+        let margin = match config.rate_limit {
+            Some(quota) if config.adaptive_margin => Some(AdaptiveMargin::new(quota.margin, clock.clone())),
+            _ => None,
+        };
+
         Ok(Client {
             inner: Arc::new(ClientInner {
                 config,
                 http,
                 tokens,
                 limiter,
+                margin,
                 clock,
                 counters,
                 app_key_header,
@@ -248,6 +258,65 @@ impl Client {
     /// The resolved settings.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The per-tenant limit's margin in force: the configured one when fixed, else what the
+    /// round trips measured so far call for (each measured call's slot is then held for its
+    /// own need, usually less; see [`crate::margin`]). `None` when the limit is off.
+    pub fn rate_limit_margin(&self) -> Option<Duration> {
+        self.inner.tenant_quota().map(|q| q.margin)
+    }
+}
+
+impl ClientInner {
+    /// The per-tenant quota, with the margin in force.
+    pub(crate) fn tenant_quota(&self) -> Option<Quota> {
+        let quota = self.config.rate_limit?;
+        Some(match &self.margin {
+            Some(margin) => Quota { margin: margin.margin(), ..quota },
+            None => quota,
+        })
+    }
+
+    /// Admits a call of a tenant. With the adaptive margin, the slot is named, held until its
+    /// call is answered, and then settled by [`measured`](Self::measured) or
+    /// [`unanswered`](Self::unanswered); with a fixed margin it is held for the margin.
+    pub(crate) async fn admit_tenant_call(&self, key: &str) -> crate::Result<Option<Slot>> {
+        let quota = self.tenant_quota();
+        match self.margin {
+            Some(_) => self.limiter.acquire_slot(key, quota).await,
+            None => self.limiter.acquire(key, quota).await.map(|()| None),
+        }
+    }
+
+    /// What one answer says about the link: its round trip (from admission to the answer's
+    /// headers) sizes the margin and its slot's hold; a 429 from the per-tenant limit widens
+    /// both.
+    pub(crate) async fn measured(&self, key: &str, slot: Option<Slot>, round_trip: Duration, rate_limited: bool) {
+        let Some(margin) = &self.margin else { return };
+        if rate_limited {
+            margin.rate_limited();
+        }
+        let hold = margin.observe(round_trip);
+        if let Some(slot) = slot {
+            self.settle(key, slot, hold).await;
+        }
+    }
+
+    /// A call admitted under `slot` failed without an answer: it may have reached the server
+    /// at any moment until now.
+    pub(crate) async fn unanswered(&self, key: &str, slot: Option<Slot>) {
+        if let Some(slot) = slot {
+            let elapsed = self.clock.now().saturating_duration_since(slot.asked);
+            self.settle(key, slot, elapsed.min(crate::margin::MAX_HOLD)).await;
+        }
+    }
+
+    async fn settle(&self, key: &str, slot: Slot, hold: Duration) {
+        // If this fails, the slot stays held for the longest hold, which is safe.
+        if let Err(e) = self.limiter.settle(key, slot, hold).await {
+            tracing::debug!(error = %e, "could not settle a rate-limit slot");
+        }
     }
 }
 

@@ -28,8 +28,9 @@ use crate::redis::RedisSettings;
 use crate::retry::RetryPolicy;
 use crate::settings::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_RETRY_AFTER, DEFAULT_RATE_LIMIT_CALLS, DEFAULT_RATE_LIMIT_MARGIN, DEFAULT_RATE_LIMIT_PERIOD,
-    DEFAULT_REPORT_RATE_LIMIT_CALLS, DEFAULT_REPORT_RATE_LIMIT_PERIOD, DEFAULT_TIMEOUT, MAX_DURATION,
+    DEFAULT_MAX_RETRY_AFTER, DEFAULT_RATE_LIMIT_CALLS, DEFAULT_RATE_LIMIT_MARGIN, DEFAULT_RATE_LIMIT_MARGIN_ADAPTIVE,
+    DEFAULT_RATE_LIMIT_PERIOD, DEFAULT_REPORT_RATE_LIMIT_CALLS, DEFAULT_REPORT_RATE_LIMIT_PERIOD, DEFAULT_TIMEOUT,
+    MAX_DURATION,
 };
 
 /// A secret string (client secret, app key, access token): `Debug` and `Display` print `***`.
@@ -279,6 +280,7 @@ pub struct Config {
     pub(crate) token_url: Url,
     pub(crate) api_url: String,
     pub(crate) rate_limit: Option<Quota>,
+    pub(crate) adaptive_margin: bool,
     pub(crate) report_rate_limit: Option<Quota>,
     pub(crate) retry: RetryPolicy,
     pub(crate) timeouts: Timeouts,
@@ -300,9 +302,15 @@ impl Config {
     pub fn api_url(&self) -> &str {
         &self.api_url
     }
-    /// The per-tenant limit, `None` when off.
+    /// The per-tenant limit, `None` when off. Its margin is the configured one: with an
+    /// adaptive margin, the start (see [`Client::rate_limit_margin`](crate::Client::rate_limit_margin)
+    /// for the margin in force).
     pub fn rate_limit(&self) -> Option<Quota> {
         self.rate_limit
+    }
+    /// Whether the per-tenant margin is sized from measured round trips (else fixed).
+    pub fn rate_limit_margin_adaptive(&self) -> bool {
+        self.adaptive_margin
     }
     /// The per-report limit, `None` when off.
     pub fn report_rate_limit(&self) -> Option<Quota> {
@@ -360,6 +368,7 @@ pub struct ClientBuilder {
     rate_limit_margin: Option<Duration>,
     report_rate_limit_calls: Option<u32>,
     report_rate_limit_period: Option<Duration>,
+    rate_limit_margin_adaptive: Option<bool>,
     limits_off: bool,
     max_attempts: Option<u32>,
     backoff_base: Option<Duration>,
@@ -449,9 +458,20 @@ impl ClientBuilder {
     }
 
     /// Added to every limiter window to absorb network jitter: N calls in any window of
-    /// (period + margin). Env: `ST_RATE_LIMIT_MARGIN_MS`. Default 100 ms.
+    /// (period + margin). With the adaptive margin (the default) this is where it starts;
+    /// otherwise it is fixed. Env: `ST_RATE_LIMIT_MARGIN_MS`. Default 100 ms.
     pub fn rate_limit_margin(mut self, margin: Duration) -> Self {
         self.rate_limit_margin = Some(margin);
+        self
+    }
+
+    /// Whether the per-tenant margin is sized from the round trips the client measures (on)
+    /// or stays at [`rate_limit_margin`](Self::rate_limit_margin) (off). Adaptive, each slot
+    /// is held until its call is answered, then for the period plus what that call turned out
+    /// to need; a 429 widens the holds at once (see [`crate::margin`]).
+    /// Env: `ST_RATE_LIMIT_MARGIN_ADAPTIVE` (`1`/`0`, `true`/`false`). Default on.
+    pub fn rate_limit_margin_adaptive(mut self, adaptive: bool) -> Self {
+        self.rate_limit_margin_adaptive = Some(adaptive);
         self
     }
 
@@ -729,6 +749,10 @@ impl ClientBuilder {
                 DEFAULT_REPORT_RATE_LIMIT_PERIOD,
             )?,
         )?;
+        let adaptive_margin = match self.rate_limit_margin_adaptive {
+            Some(on) => on,
+            None => env_bool(&env, "ST_RATE_LIMIT_MARGIN_ADAPTIVE")?.unwrap_or(DEFAULT_RATE_LIMIT_MARGIN_ADAPTIVE),
+        };
 
         let (max_attempts, _) = count(self.max_attempts, "ST_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)?;
         if max_attempts == 0 {
@@ -784,6 +808,7 @@ impl ClientBuilder {
             token_url,
             api_url,
             rate_limit,
+            adaptive_margin,
             report_rate_limit,
             retry,
             timeouts,
@@ -1094,6 +1119,17 @@ fn env_parse<T: std::str::FromStr>(env: &EnvLookup, name: &str) -> Result<Option
         Some(v) if !v.trim().is_empty() => {
             v.trim().parse().map(Some).map_err(|_| Error::configuration(name, format!("{v:?} is not a valid number")))
         }
+        _ => Ok(None),
+    }
+}
+
+fn env_bool(env: &EnvLookup, name: &str) -> Result<Option<bool>> {
+    match env(name) {
+        Some(v) if !v.trim().is_empty() => match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            _ => Err(Error::configuration(name, format!("{v:?} is not one of 1, 0, true, false, yes, no, on, off"))),
+        },
         _ => Ok(None),
     }
 }

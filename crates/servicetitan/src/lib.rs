@@ -66,6 +66,7 @@ mod error;
 pub mod fuzzing;
 pub mod limit;
 pub mod log;
+pub mod margin;
 mod paging;
 #[cfg(test)]
 mod properties;

@@ -1,4 +1,8 @@
 //! Client-side rate limiting: at most N calls in any window of (period + margin) per key, FIFO-fair, asynchronous and cancellation-safe, plus the shared cooldown a 429 sets.
+//!
+//! Each admission holds its slot for the period plus a margin: the quota's, or, for a slot
+//! taken with [`RateLimiter::acquire_slot`], whatever its caller says once the call has been
+//! answered ([`RateLimiter::settle`], see [`crate::margin`]); until then the slot is held.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -31,6 +35,20 @@ impl Quota {
     pub fn window(&self) -> Duration {
         self.period + self.margin
     }
+}
+
+/// One admission, named so that its hold can be changed later ([`RateLimiter::settle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// The limiter's own name for the admission (unique per limiter and key).
+    pub id: u64,
+    /// How long past the period the slot is held as admitted, until settled
+    /// ([`MAX_HOLD`](crate::margin::MAX_HOLD)).
+    pub hold: Duration,
+    /// When, on the client's clock, the limiter was asked for the admission it granted (the
+    /// admission itself for an in-process limiter): a call's round trip is measured from here,
+    /// so that the way back from a shared limiter counts as delay too.
+    pub asked: Instant,
 }
 
 /// Grants permission to send, per key (one key per app and tenant, one per tenant and report).
@@ -74,6 +92,24 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
     /// Pauses every caller of `key` for `pause` from now (a 429's `Retry-After`). Never
     /// shortens a pause already in force.
     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>>;
+
+    /// Like [`acquire`](Self::acquire), and names the admission if this limiter can change
+    /// its hold later. Such a slot is held, instead of for the quota's margin, until
+    /// [`settle`](Self::settle)d, and past the period for at most
+    /// [`MAX_HOLD`](crate::margin::MAX_HOLD) if never settled: a call not answered yet may not
+    /// have reached the server yet. The default admits with `acquire` and names nothing: the
+    /// quota's margin then holds for every call.
+    fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
+        Box::pin(async move { self.acquire(key, quota).await.map(|()| None) })
+    }
+
+    /// Holds `slot` for `hold` past the period from its admission, now that its call has been
+    /// answered (or has failed) and `hold` bounds how late it reached the server. A slot that
+    /// has already left the window stays out. The default does nothing.
+    fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
+        let _ = (key, slot, hold);
+        Box::pin(futures::future::ready(Ok(())))
+    }
 }
 
 /// The default limiter: a sliding log of admission times per key, in this process.
@@ -90,20 +126,42 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
 /// ```
 pub struct InProcessLimiter {
     clock: Arc<dyn Clock>,
-    keys: Mutex<HashMap<String, Arc<KeyLimiter>>>,
+    keys: Mutex<Keys>,
+    next_id: std::sync::atomic::AtomicU64,
 }
+
+/// The keys seen, each with its state. Idle keys (nothing held, no cooldown, nobody waiting)
+/// are dropped whenever the map has doubled since the last sweep: memory follows the keys in
+/// use, not every tenant ever called, at an amortised constant cost per new key.
+struct Keys {
+    map: HashMap<String, Arc<KeyLimiter>>,
+    sweep_at: usize,
+}
+
+/// No sweep below this many keys.
+const SWEEP_FROM: usize = 1024;
 
 struct KeyLimiter {
     // tokio's Mutex queues waiters first come, first served, and drops a waiter that is
     // cancelled: the holder is the head of the queue, the only one computing its wait.
     turn: tokio::sync::Mutex<()>,
     state: Mutex<KeyState>,
+    // Wakes the head of the queue when a settled slot frees sooner than it was waiting for.
+    freed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct KeyState {
-    admitted: VecDeque<Instant>,
+    /// Slots still held, in the order admitted (so by increasing id).
+    held: VecDeque<Held>,
     cooldown_until: Option<Instant>,
+}
+
+struct Held {
+    id: u64,
+    /// Admission time plus the period: the hold is counted from here.
+    period_end: Instant,
+    until: Instant,
 }
 
 impl KeyState {
@@ -118,23 +176,40 @@ impl KeyState {
         }
     }
 
-    /// Records the call and returns `None` if it fits, else when to look again.
-    fn try_admit(&mut self, now: Instant, quota: Quota) -> Option<Instant> {
+    /// Records the call and returns its slot if it fits, else when to look again.
+    /// `id` names the slot if admitted, held `hold` past the period until settled.
+    fn try_admit(&mut self, now: Instant, quota: Quota, id: u64, hold: Duration) -> std::result::Result<Slot, Instant> {
         if let Some(until) = self.cooldown(now) {
-            return Some(until);
+            return Err(until);
         }
-        let window = quota.window();
-        while self.admitted.front().is_some_and(|t| *t + window <= now) {
-            self.admitted.pop_front();
-        }
+        // Settled holds differ, so slots leave out of order; there are only about N of them.
+        self.held.retain(|h| h.until > now);
         let calls = quota.calls as usize;
-        if self.admitted.len() < calls {
-            self.admitted.push_back(now);
-            None
+        if self.held.len() < calls {
+            let period_end = now + quota.period;
+            self.held.push_back(Held { id, period_end, until: period_end + hold });
+            Ok(Slot { id, hold, asked: now })
         } else {
-            // The slot frees when enough of the oldest admissions leave the window.
-            Some(self.admitted[self.admitted.len() - calls] + window)
+            // A slot frees when enough of the held ones have left.
+            let mut until: Vec<Instant> = self.held.iter().map(|h| h.until).collect();
+            let k = self.held.len() - calls;
+            Err(*until.select_nth_unstable(k).1)
         }
+    }
+
+    /// Nothing held and no cooldown at `now`: the key's state can go.
+    fn idle(&self, now: Instant) -> bool {
+        self.held.iter().all(|h| h.until <= now) && self.cooldown_until.is_none_or(|until| until <= now)
+    }
+
+    /// Re-holds slot `id` for `hold` past its period; true if it now frees sooner.
+    fn settle(&mut self, id: u64, hold: Duration) -> bool {
+        let Ok(i) = self.held.binary_search_by_key(&id, |h| h.id) else { return false };
+        let held = &mut self.held[i];
+        let until = held.period_end + hold.min(crate::retry::MAX_ANNOUNCED_WAIT);
+        let sooner = until < held.until;
+        held.until = until;
+        sooner
     }
 }
 
@@ -146,20 +221,35 @@ impl InProcessLimiter {
 
     /// A limiter on the given clock (tests use a manual one).
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
-        InProcessLimiter { clock, keys: Mutex::new(HashMap::new()) }
+        InProcessLimiter {
+            clock,
+            keys: Mutex::new(Keys { map: HashMap::new(), sweep_at: SWEEP_FROM }),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     fn key(&self, key: &str) -> Arc<KeyLimiter> {
         let mut keys = crate::sync::lock(&self.keys);
-        if let Some(k) = keys.get(key) {
+        if let Some(k) = keys.map.get(key) {
             return k.clone();
         }
-        let k = Arc::new(KeyLimiter { turn: tokio::sync::Mutex::new(()), state: Mutex::new(KeyState::default()) });
-        keys.insert(key.to_owned(), k.clone());
+        if keys.map.len() >= keys.sweep_at {
+            let now = self.clock.now();
+            // Whoever holds a key's Arc (a caller waiting or admitting) keeps it.
+            keys.map.retain(|_, k| Arc::strong_count(k) > 1 || !crate::sync::lock(&k.state).idle(now));
+            keys.sweep_at = (2 * keys.map.len()).max(SWEEP_FROM);
+        }
+        let k = Arc::new(KeyLimiter {
+            turn: tokio::sync::Mutex::new(()),
+            state: Mutex::new(KeyState::default()),
+            freed: tokio::sync::Notify::new(),
+        });
+        keys.map.insert(key.to_owned(), k.clone());
         k
     }
 
-    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<()> {
+    /// Admits under `quota`; a slot is held for the margin, or with `slotted` until settled.
+    async fn acquire_inner(&self, key: &str, quota: Option<Quota>, slotted: bool) -> Result<Option<Slot>> {
         let limiter = self.key(key);
         let Some(quota) = quota else {
             // No quota: only a cooldown can hold the call, and there is no slot to queue for.
@@ -167,20 +257,30 @@ impl InProcessLimiter {
                 let now = self.clock.now();
                 let until = crate::sync::lock(&limiter.state).cooldown(now);
                 match until {
-                    None => return Ok(()),
+                    None => return Ok(None),
                     Some(until) => self.clock.sleep_until(until).await,
                 }
             }
         };
         let _turn = limiter.turn.lock().await;
         loop {
+            // Registered before looking, so that a slot settled meanwhile is not missed.
+            let freed = limiter.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
             let now = self.clock.now();
-            let next = crate::sync::lock(&limiter.state).try_admit(now, quota);
+            // Unique across keys: a key dropped while idle and made again never reuses an id
+            // that a late settlement could name.
+            let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let hold = if slotted { crate::margin::MAX_HOLD.max(quota.margin) } else { quota.margin };
+            let next = crate::sync::lock(&limiter.state).try_admit(now, quota, id, hold);
             match next {
-                None => return Ok(()),
-                // Sleep to the exact moment a slot frees (or the cooldown ends), then look
-                // again: a cooldown may have been set meanwhile.
-                Some(until) => self.clock.sleep_until(until).await,
+                Ok(slot) => return Ok(Some(slot)),
+                // Sleep to the exact moment a slot frees (or the cooldown ends, or a settled
+                // slot frees sooner), then look again: a cooldown may have been set meanwhile.
+                Err(until) => {
+                    futures::future::select(self.clock.sleep_until(until), freed).await;
+                }
             }
         }
     }
@@ -194,14 +294,29 @@ impl Default for InProcessLimiter {
 
 impl fmt::Debug for InProcessLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = crate::sync::lock(&self.keys).len();
+        let keys = crate::sync::lock(&self.keys).map.len();
         f.debug_struct("InProcessLimiter").field("keys", &keys).finish()
     }
 }
 
 impl RateLimiter for InProcessLimiter {
     fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.acquire_inner(key, quota))
+        Box::pin(async move { self.acquire_inner(key, quota, false).await.map(|_| ()) })
+    }
+
+    fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
+        Box::pin(self.acquire_inner(key, quota, true))
+    }
+
+    fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
+        let limiter = crate::sync::lock(&self.keys).map.get(key).cloned();
+        if let Some(limiter) = limiter {
+            let sooner = crate::sync::lock(&limiter.state).settle(slot.id, hold);
+            if sooner {
+                limiter.freed.notify_waiters();
+            }
+        }
+        Box::pin(futures::future::ready(Ok(())))
     }
 
     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>> {
@@ -355,6 +470,94 @@ mod tests {
         clock.advance(Duration::from_millis(100));
         settle().await;
         assert_eq!(done.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_settled_slot_frees_at_its_own_hold_and_wakes_the_waiter() {
+        let clock = ManualClock::new();
+        let limiter = Arc::new(InProcessLimiter::with_clock(Arc::new(clock.clone())));
+        let q = quota(2, 1000, 100);
+        let first = limiter.acquire_slot("t", Some(q)).await.unwrap().unwrap();
+        let second = limiter.acquire_slot("t", Some(q)).await.unwrap().unwrap();
+        // Held until answered.
+        assert_eq!((first.hold, second.hold), (crate::margin::MAX_HOLD, crate::margin::MAX_HOLD));
+        assert_ne!(first.id, second.id);
+        let admitted = Arc::new(Mutex::new(None));
+        {
+            let (limiter, admitted, clock) = (limiter.clone(), admitted.clone(), clock.clone());
+            tokio::spawn(async move {
+                limiter.acquire("t", Some(q)).await.unwrap();
+                *admitted.lock().unwrap() = Some(clock.elapsed().as_millis());
+            });
+        }
+        settle().await;
+        // The waiter sleeps until 4000 ms (both calls unanswered); the first is answered at
+        // 50 ms and needs only 10 ms past the period, so its slot frees at 1010 ms.
+        clock.advance(Duration::from_millis(50));
+        limiter.settle("t", first, Duration::from_millis(10)).await.unwrap();
+        // The second needed 300 ms.
+        limiter.settle("t", second, Duration::from_millis(300)).await.unwrap();
+        for _ in 0..96 {
+            clock.advance(Duration::from_millis(10));
+            settle().await;
+        }
+        assert_eq!(*admitted.lock().unwrap(), Some(1010));
+        // The second slot, held to 1300 ms, keeps the window full until then.
+        let mut next = limiter.acquire("t", Some(q));
+        assert!(futures::poll!(&mut next).is_pending());
+        clock.advance(Duration::from_millis(290));
+        assert!(futures::poll!(&mut next).is_ready());
+        // Settling a slot that has left the window, or of an unknown key, changes nothing.
+        limiter.settle("t", first, Duration::from_secs(5)).await.unwrap();
+        limiter.settle("nobody", first, Duration::from_secs(5)).await.unwrap();
+        let mut after = limiter.acquire("t", Some(q));
+        assert!(futures::poll!(&mut after).is_pending(), "two slots held: the waiter's and `next`'s");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_limiter_without_slots_keeps_the_margin() {
+        #[derive(Debug, Default)]
+        struct Plain(InProcessLimiter);
+        impl RateLimiter for Plain {
+            fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
+                self.0.acquire(key, quota)
+            }
+            fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>> {
+                self.0.cool_down(key, pause)
+            }
+        }
+        let plain = Plain::default();
+        assert_eq!(plain.acquire_slot("t", Some(quota(1, 1000, 100))).await.unwrap(), None);
+        plain.settle("t", Slot { id: 0, hold: Duration::ZERO, asked: Instant::now() }, Duration::ZERO).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn idle_keys_are_dropped_as_the_map_grows_and_busy_ones_kept() {
+        let clock = ManualClock::new();
+        let limiter = InProcessLimiter::with_clock(Arc::new(clock.clone()));
+        let q = quota(60, 1000, 100);
+        for tenant in 0..1500 {
+            limiter.acquire(&format!("t{tenant}"), Some(q)).await.unwrap();
+        }
+        limiter.cool_down("t7", Duration::from_secs(60)).await.unwrap();
+        clock.advance(Duration::from_secs(2));
+        limiter.acquire("t8", Some(q)).await.unwrap();
+        let keys = || crate::sync::lock(&limiter.keys).map.len();
+        assert_eq!(keys(), 1500, "no sweep before the map doubles");
+        for tenant in 1500..2100 {
+            limiter.acquire(&format!("t{tenant}"), Some(q)).await.unwrap();
+        }
+        // The sweep at 2048 keys dropped every idle one: t7 (cooling down) and t8 (a slot held)
+        // stay, with the 548 keys called since the sweep… and the ones called just before it.
+        assert!(keys() < 700, "{}", keys());
+        let state =
+            |k: &str| crate::sync::lock(&limiter.keys).map.get(k).map(|l| crate::sync::lock(&l.state).held.len());
+        assert_eq!(state("t8"), Some(1));
+        assert!(state("t7").is_some(), "a cooldown in force is kept");
+        assert_eq!(state("t9"), None);
+        // A dropped key comes back empty, as it would have been.
+        let mut again = limiter.acquire("t9", Some(q));
+        assert!(futures::poll!(&mut again).is_ready());
     }
 
     #[tokio::test(flavor = "current_thread")]

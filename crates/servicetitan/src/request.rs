@@ -436,19 +436,20 @@ async fn attempt_once(
             None => return Attempt::Fail(deadline_error(call, "the report rate limiter", total)),
         }
     }
-    let admitted = until(clock, deadline, client.limiter.acquire(&tenant.limit_key, config.rate_limit)).await;
-    let waited = clock.now().saturating_duration_since(started);
+    let admitted = until(clock, deadline, client.admit_tenant_call(&tenant.limit_key)).await;
+    let admitted_at = clock.now();
+    let waited = admitted_at.saturating_duration_since(started);
     *throttled += waited;
     client.counters.throttle_wait_nanos.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     if waited >= Duration::from_millis(1) {
         tracing::Span::current().record("throttle_wait_ms", waited.as_millis() as u64);
         tracing::debug!(wait_ms = waited.as_millis() as u64, "waited for the rate limiter");
     }
-    match admitted {
-        Some(Ok(())) => {}
+    let slot = match admitted {
+        Some(Ok(slot)) => slot,
         Some(Err(e)) => return Attempt::Fail(e),
         None => return Attempt::Fail(deadline_error(call, "the rate limiter", total)),
-    }
+    };
 
     // A long wait for a slot can outlast the token; never send one that may expire in flight.
     let token = if token.is_usable(clock.wall()) {
@@ -456,18 +457,26 @@ async fn attempt_once(
     } else {
         match until(clock, deadline, client.tokens.get(&tenant.token)).await {
             Some(Ok(t)) => t,
-            Some(Err(e)) => return Attempt::Fail(e),
-            None => return Attempt::Fail(deadline_error(call, "an access token", total)),
+            Some(Err(e)) => {
+                client.unanswered(&tenant.limit_key, slot).await;
+                return Attempt::Fail(e);
+            }
+            None => {
+                client.unanswered(&tenant.limit_key, slot).await;
+                return Attempt::Fail(deadline_error(call, "an access token", total));
+            }
         }
     };
 
     // 3. Send.
     let remaining = deadline.saturating_duration_since(clock.now());
     if remaining.is_zero() {
+        client.unanswered(&tenant.limit_key, slot).await;
         return Attempt::Fail(deadline_error(call, "the request to go out", total));
     }
     let mut headers = HeaderMap::with_capacity(5);
     let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose())) else {
+        client.unanswered(&tenant.limit_key, slot).await;
         return Attempt::Fail(
             Error::new(ErrorCode::Authentication, "the token service returned a token that cannot be sent in a header")
                 .with_request(call.method.as_str(), &call.route.url),
@@ -493,12 +502,17 @@ async fn attempt_once(
         Ok(r) => r,
         // A failed connect never reached the server.
         Err(e) => {
+            client.unanswered(&tenant.limit_key, slot).await;
             let delivered = !e.is_connect();
             return transport_failure(tenant, call, e, delivered, false, attempt);
         }
     };
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
+    // Report runs have a limit of their own; only the per-tenant limit's 429s say the margin is short.
+    let tenant_limited = status == StatusCode::TOO_MANY_REQUESTS && call.report_id.is_none();
+    let round_trip = clock.now().saturating_duration_since(slot.map_or(admitted_at, |s| s.asked));
+    client.measured(&tenant.limit_key, slot, round_trip, tenant_limited).await;
     let too_large = |detail: String| {
         Attempt::Fail(
             Error::new(

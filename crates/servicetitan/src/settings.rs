@@ -18,8 +18,10 @@ use std::time::Duration;
 pub const DEFAULT_RATE_LIMIT_CALLS: u32 = 60;
 /// The per-tenant limit's period.
 pub const DEFAULT_RATE_LIMIT_PERIOD: Duration = Duration::from_secs(1);
-/// Added to every limiter window to absorb network jitter.
+/// Added to every limiter window to absorb network jitter (with the adaptive margin, where it starts).
 pub const DEFAULT_RATE_LIMIT_MARGIN: Duration = Duration::from_millis(100);
+/// Whether the margin is sized from measured round trips.
+pub const DEFAULT_RATE_LIMIT_MARGIN_ADAPTIVE: bool = true;
 /// Runs of one report per tenant per period.
 pub const DEFAULT_REPORT_RATE_LIMIT_CALLS: u32 = 5;
 /// The per-report limit's period.
@@ -162,6 +164,10 @@ pub const SETTINGS: &[Setting] = &[
     setting("margin added to each limiter window", "rate_limit_margin", Some("rate_limit_margin"),
         Some("rateLimit.marginMs"), "ST_RATE_LIMIT_MARGIN_MS", EnvUnit::Millis, Kind::Duration,
         DefaultValue::Duration(DEFAULT_RATE_LIMIT_MARGIN), DURATION_BOUNDS),
+    setting("size the margin from measured round trips (the margin above is where it starts)",
+        "rate_limit_margin_adaptive", Some("rate_limit_margin_adaptive"), Some("rateLimit.marginAdaptive"),
+        "ST_RATE_LIMIT_MARGIN_ADAPTIVE", EnvUnit::Flag, Kind::Flag, DefaultValue::Absent("on"),
+        "on or off (`0` for off)"),
     setting("runs of one report per tenant per period", "report_rate_limit_calls", Some("report_rate_limit_calls"),
         Some("reportRateLimit.calls"), "ST_REPORT_RATE_LIMIT_PER_MINUTE", EnvUnit::Count, Kind::Count,
         DefaultValue::Count(DEFAULT_REPORT_RATE_LIMIT_CALLS), "0 (off) or more"),

@@ -104,6 +104,25 @@ fn settings_come_from_arguments_then_environment_variables_then_defaults() {
         .unwrap();
     assert!(off.config().rate_limit().is_none());
     assert!(!format!("{off:?}").contains("ak1.x"), "the app key is redacted");
+    assert_eq!(off.rate_limit_margin(), None);
+
+    // The margin adapts unless fixed, by argument or variable; it starts at the configured one.
+    let adaptive = Client::builder().env_lookup(env(&[("ST_APP_KEY", "ak1.x")])).build().unwrap();
+    assert!(adaptive.config().rate_limit_margin_adaptive());
+    assert_eq!(adaptive.rate_limit_margin(), Some(Duration::from_millis(100)));
+    let fixed = |vars: &[(&str, &str)], arg: Option<bool>| {
+        let mut b = Client::builder().env_lookup(env(vars));
+        if let Some(on) = arg {
+            b = b.rate_limit_margin_adaptive(on);
+        }
+        b.build().map(|c| c.config().rate_limit_margin_adaptive())
+    };
+    assert!(!fixed(&[("ST_APP_KEY", "ak1.x"), ("ST_RATE_LIMIT_MARGIN_ADAPTIVE", "0")], None).unwrap());
+    assert!(fixed(&[("ST_APP_KEY", "ak1.x"), ("ST_RATE_LIMIT_MARGIN_ADAPTIVE", "off")], Some(true)).unwrap());
+    assert!(!fixed(&[("ST_APP_KEY", "ak1.x")], Some(false)).unwrap());
+    let e = fixed(&[("ST_APP_KEY", "ak1.x"), ("ST_RATE_LIMIT_MARGIN_ADAPTIVE", "sometimes")], None).unwrap_err();
+    assert_eq!(e.argument(), Some("ST_RATE_LIMIT_MARGIN_ADAPTIVE"));
+    assert!(e.to_string().contains("\"sometimes\" is not one of"), "{e}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use proptest::prelude::*;
 use servicetitan::clock::SystemClock;
 use servicetitan::limit::{Quota, RateLimiter};
+use servicetitan::margin::MAX_HOLD;
 use servicetitan::redis::{RedisBackend, RedisLimiter, RedisSettings};
 use servicetitan::ErrorCode;
 
@@ -280,4 +281,56 @@ async fn a_planted_cooldown_of_a_year_delays_a_call_no_longer_than_max_retry_aft
         assert!(took < Duration::from_secs(6), "stalled by a planted cooldown: {took:?}");
     }
     assert_eq!(common::route_count(&sandbox, "GET crm/v2/tenant/{tenant}/customers"), 3);
+}
+
+#[tokio::test]
+async fn each_admission_is_held_for_its_own_margin_until_settled_with_what_it_measured() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("settle");
+    let limiter = RedisLimiter::new(backend(&url, &prefix));
+    let other = backend(&url, &prefix);
+    let q = |margin_ms| Quota { calls: 2, period: Duration::from_secs(1), margin: Duration::from_millis(margin_ms) };
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    // Admitted now (on Redis's clock) by one process with a 100 ms margin…
+    let first = limiter.acquire_slot("tenant", Some(q(100))).await.unwrap().unwrap();
+    let second = limiter.acquire_slot("tenant", Some(q(100))).await.unwrap().unwrap();
+    assert_eq!(first.hold, MAX_HOLD, "held until answered");
+    // …another process with a 10 ms margin sees them held until they are answered.
+    let log = format!("{prefix}:rl:{{tenant}}:log");
+    let mut c = raw(&url).await;
+    let scores: Vec<(String, f64)> =
+        redis::cmd("ZRANGE").arg(&log).arg(0).arg(-1).arg("WITHSCORES").query_async(&mut c).await.unwrap();
+    let admitted_at = |i: usize| SystemTime::UNIX_EPOCH + Duration::from_micros(scores[i].1 as u64);
+    let late = admitted_at(1).max(admitted_at(0));
+    let wait = other.try_admit("tenant", Some(q(10)), Some(late)).await.unwrap().unwrap();
+    assert!(wait > Duration::from_millis(3900) && wait <= MAX_HOLD + Duration::from_secs(1), "{wait:?}");
+    // Answered: the first needed only 20 ms, the second 300 ms (longer than its margin).
+    limiter.backend().settle("tenant", first, Duration::from_millis(20)).await.unwrap();
+    limiter.backend().settle("tenant", second, Duration::from_millis(300)).await.unwrap();
+    let first_frees = admitted_at(0) + Duration::from_millis(1020);
+    let wait = other.try_admit("tenant", Some(q(10)), Some(admitted_at(0) + Duration::from_millis(1019))).await;
+    assert_eq!(wait.unwrap(), Some(Duration::from_millis(1)));
+    assert_eq!(other.try_admit("tenant", Some(q(10)), Some(first_frees)).await.unwrap(), None);
+    // Now full again (the second until 1300 ms, the new one); the second frees 300 ms past its period.
+    let wait = other.try_admit("tenant", Some(q(10)), Some(first_frees)).await.unwrap().unwrap();
+    assert_eq!(first_frees + wait, admitted_at(1) + Duration::from_millis(1300));
+    // Settling a slot no longer in the log changes nothing.
+    let _: () = redis::cmd("DEL").arg(&log).query_async(&mut c).await.unwrap();
+    limiter.backend().settle("tenant", first, Duration::from_millis(20)).await.unwrap();
+    let n: u64 = redis::cmd("ZCARD").arg(&log).query_async(&mut c).await.unwrap();
+    assert_eq!(n, 0);
+
+    // A member planted with an absurd hold is held no longer than the longest hold (3 s);
+    // one without a readable hold (an older version's) for the caller's margin.
+    for (n, member) in ["x/99999999999999", "y/-5", "z/abc"].iter().enumerate() {
+        let _: () =
+            redis::cmd("ZADD").arg(&log).arg(micros(t0) + n as u64).arg(*member).query_async(&mut c).await.unwrap();
+    }
+    let q3 = Quota { calls: 3, ..q(10) };
+    let wait = other.try_admit("tenant", Some(q3), Some(t0 + Duration::from_millis(5))).await.unwrap();
+    assert_eq!(wait, Some(Duration::from_micros(1_005_001)), "y frees first, at 1010 ms");
+    // Past y and z, x alone holds a window of one until 1000 + 3000 ms.
+    let q1 = Quota { calls: 1, ..q(10) };
+    let at = t0 + Duration::from_millis(1011);
+    assert_eq!(other.try_admit("tenant", Some(q1), Some(at)).await.unwrap(), Some(Duration::from_millis(2989)));
 }

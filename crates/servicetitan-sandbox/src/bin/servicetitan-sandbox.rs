@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use servicetitan_sandbox::{Sandbox, SandboxConfig, WindowMode};
+use servicetitan_sandbox::{JitterConfig, Sandbox, SandboxConfig, WindowMode};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
@@ -62,6 +62,19 @@ struct Args {
     /// Multiplies the webhook retry delays (10, 30, 60, 300 s); 0.01 for quick tests.
     #[arg(long)]
     webhook_time_scale: Option<f64>,
+    /// Longest delay, in milliseconds, drawn per API call before the rate limiter counts it
+    /// (changeable at run time with `PUT /__sandbox/jitter`).
+    #[arg(long)]
+    jitter_ms: Option<u64>,
+    /// How that delay is drawn.
+    #[arg(long, value_enum, default_value = "uniform")]
+    jitter: JitterShape,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum JitterShape {
+    Uniform,
+    LongTailed,
 }
 
 fn config_from(args: Args) -> Result<SandboxConfig, String> {
@@ -119,6 +132,12 @@ fn config_from(args: Args) -> Result<SandboxConfig, String> {
     }
     if let Some(v) = args.webhook_time_scale {
         config.webhook_time_scale = v;
+    }
+    if let Some(v) = args.jitter_ms {
+        config.inbound_jitter = match args.jitter {
+            JitterShape::Uniform => JitterConfig::uniform(v),
+            JitterShape::LongTailed => JitterConfig::long_tailed(v),
+        };
     }
     Ok(config)
 }

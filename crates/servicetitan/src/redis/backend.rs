@@ -8,14 +8,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
-use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN, GET_TOKEN, LOCK_FETCH};
+use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN, GET_TOKEN, LOCK_FETCH, SETTLE};
 use super::settings::RedisSettings;
 use crate::auth::TokenKey;
 use crate::classify::{classify, failure_in, Answer, Cause, Failure, Outcome, Sent};
 use crate::clock::{Clock, SystemClock};
 use crate::config::redact_in;
 use crate::error::{Error, ErrorCode, Result};
-use crate::limit::Quota;
+use crate::limit::{Quota, Slot};
+use crate::margin::MAX_HOLD;
 use crate::retry::RetryPolicy;
 
 /// One Redis connection (multiplexed, reconnecting) shared by a [`RedisLimiter`](super::RedisLimiter) and a
@@ -34,6 +35,7 @@ pub struct RedisBackend {
     failing: AtomicBool,
     pub(super) recovered: AtomicBool,
     admit: redis::Script,
+    settle: redis::Script,
     cool_down: redis::Script,
     pub(super) compare_and_delete: redis::Script,
     pub(super) get_token: redis::Script,
@@ -63,6 +65,7 @@ impl RedisBackend {
             failing: AtomicBool::new(false),
             recovered: AtomicBool::new(false),
             admit: redis::Script::new(ADMIT),
+            settle: redis::Script::new(SETTLE),
             cool_down: redis::Script::new(COOL_DOWN),
             compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
             get_token: redis::Script::new(GET_TOKEN),
@@ -201,8 +204,10 @@ impl RedisBackend {
     /// cooldown. The building block of [`RedisLimiter`](super::RedisLimiter); public for tests
     /// and benchmarks.
     pub async fn try_admit(&self, key: &str, quota: Option<Quota>, at: Option<SystemTime>) -> Result<Option<Duration>> {
-        let admission = self.admit(key, quota, at, self.cooldown_bound(quota)).await?;
-        Ok(admission.map(|(wait, _)| wait))
+        Ok(match self.admit(key, quota, at, self.cooldown_bound(quota), false).await? {
+            Admission::Admitted(_) => None,
+            Admission::Wait(wait, _) => Some(wait),
+        })
     }
 
     /// The longest cooldown read from Redis that a caller of `quota` sits out: the longest
@@ -216,24 +221,30 @@ impl RedisBackend {
     }
 
     /// [`try_admit`](Self::try_admit) honouring cooldowns for at most `longest` (zero: not at
-    /// all). `Some((wait, true))` is a wait for the cooldown, `Some((wait, false))` for a slot.
+    /// all); with `slotted`, the slot is held until settled (see
+    /// [`RateLimiter::acquire_slot`](crate::limit::RateLimiter::acquire_slot)).
     pub(super) async fn admit(
         &self,
         key: &str,
         quota: Option<Quota>,
         at: Option<SystemTime>,
         longest: Duration,
-    ) -> Result<Option<(Duration, bool)>> {
+        slotted: bool,
+    ) -> Result<Admission> {
         let log = format!("{}:log", self.key("rl", key));
         let cool = format!("{}:cool", self.key("rl", key));
-        let (calls, window) = match quota {
-            Some(q) => (q.calls, q.window()),
-            None => (0, Duration::ZERO),
+        let (calls, period, margin) = match quota {
+            Some(q) => (q.calls, q.period, q.margin),
+            None => (0, Duration::ZERO, Duration::ZERO),
         };
-        let window_us = window.as_micros() as u64;
+        let hold = if slotted { MAX_HOLD.max(margin) } else { margin };
+        let longest_hold = longest_hold(hold);
+        let span = period + longest_hold;
         let longest_us = longest.as_micros() as u64;
         let now = self.now_arg(at);
-        let member = format!("{:016x}-{}", self.instance, self.sequence.fetch_add(1, Ordering::Relaxed));
+        let id = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let member = self.member(id, hold);
+        let asked = self.clock.now();
         let (wait, cooling): (u64, u64) = self
             .run("the rate limiter", |mut c| {
                 let (log, cool, now, member) = (&log, &cool, &now, &member);
@@ -242,23 +253,44 @@ impl RedisBackend {
                         .key(log)
                         .key(cool)
                         .arg(calls)
-                        .arg(window_us)
+                        .arg(period.as_micros() as u64)
                         .arg(now)
                         .arg(member)
                         .arg(longest_us)
+                        .arg(margin.as_micros() as u64)
+                        .arg(longest_hold.as_micros() as u64)
                         .invoke_async(&mut c)
                         .await
                 }
             })
             .await?;
         if wait == 0 {
-            return Ok(None);
+            return Ok(Admission::Admitted(quota.map(|_| Slot { id, hold, asked })));
         }
         // The script bounds both waits already; bounded here again so that no answer from
         // Redis, whatever it runs, can put a caller to sleep for longer.
         let cooling = cooling != 0;
-        let wait = Duration::from_micros(wait).min(if cooling { longest } else { window });
-        Ok(Some((wait.max(Duration::from_micros(1)), cooling)))
+        let wait = Duration::from_micros(wait).min(if cooling { longest } else { span });
+        Ok(Admission::Wait(wait.max(Duration::from_micros(1)), cooling))
+    }
+
+    /// The log member of admission `id`, held `hold` past the period.
+    fn member(&self, id: u64, hold: Duration) -> String {
+        format!("{:016x}-{id}/{}", self.instance, hold.as_micros())
+    }
+
+    /// Holds `slot` of `key` for `hold` past the period instead of the hold it was admitted
+    /// with (see [`RateLimiter::settle`](crate::limit::RateLimiter::settle)).
+    pub async fn settle(&self, key: &str, slot: Slot, hold: Duration) -> Result<()> {
+        let log = format!("{}:log", self.key("rl", key));
+        let admitted = self.member(slot.id, slot.hold);
+        let measured = self.member(slot.id, hold.min(longest_hold(slot.hold)));
+        self.run("settling a rate-limit slot", |mut c| {
+            let (log, admitted, measured) = (&log, &admitted, &measured);
+            async move { self.settle.key(log).arg(admitted).arg(measured).invoke_async::<i64>(&mut c).await }
+        })
+        .await?;
+        Ok(())
     }
 
     /// Sets the shared cooldown of `key` to `pause` from `at` (or now), unless a longer one is
@@ -318,6 +350,19 @@ fn answer_of(error: &redis::RedisError) -> Answer<'static> {
                 && error.kind() != redis::ErrorKind::AuthenticationFailed,
         },
     }
+}
+
+/// What one admission try came to.
+pub(super) enum Admission {
+    /// Admitted and recorded (a slot when there was a quota).
+    Admitted(Option<Slot>),
+    /// Not yet: wait this long, for the cooldown (`true`) or a slot.
+    Wait(Duration, bool),
+}
+
+/// The longest any slot is held past the period, for a caller admitting with `hold`.
+fn longest_hold(hold: Duration) -> Duration {
+    MAX_HOLD.max(hold)
 }
 
 pub(super) fn micros(t: SystemTime) -> u64 {

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::backend::RedisBackend;
+use super::backend::{Admission, RedisBackend};
 use crate::error::Result;
-use crate::limit::{InProcessLimiter, Quota, RateLimiter};
+use crate::limit::{InProcessLimiter, Quota, RateLimiter, Slot};
+
+/// One queue per key, so that a process's callers of one key ask Redis in turn.
+type Turns = HashMap<String, Arc<tokio::sync::Mutex<()>>>;
 
 /// A [`RateLimiter`] in Redis: the in-process limiter's rule (at most N calls in any window
 /// of `period + margin` per key), shared by every process using the same Redis and prefix.
@@ -34,7 +37,8 @@ use crate::limit::{InProcessLimiter, Quota, RateLimiter};
 /// ```
 pub struct RedisLimiter {
     backend: Arc<RedisBackend>,
-    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each key's queue, and the size at which to drop the unused ones.
+    turns: Mutex<(Turns, usize)>,
     fallback: Option<InProcessLimiter>,
 }
 
@@ -48,14 +52,30 @@ impl RedisLimiter {
     /// A limiter on `backend`, falling back as its settings say.
     pub fn new(backend: Arc<RedisBackend>) -> Self {
         let fallback = backend.settings.fallback_share.map(|_| InProcessLimiter::with_clock(backend.clock.clone()));
-        RedisLimiter { backend, turns: Mutex::new(HashMap::new()), fallback }
+        RedisLimiter { backend, turns: Mutex::new((HashMap::new(), 1024)), fallback }
+    }
+
+    /// The backend it admits through.
+    pub fn backend(&self) -> &Arc<RedisBackend> {
+        &self.backend
     }
 
     fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.turns.lock().expect("limiter lock").entry(key.to_owned()).or_default().clone()
+        let mut turns = self.turns.lock().expect("limiter lock");
+        if let Some(turn) = turns.0.get(key) {
+            return turn.clone();
+        }
+        // The queue of a key nobody is in is dropped once the map has doubled: memory follows
+        // the tenants being called, at an amortised constant cost per new key.
+        if turns.0.len() >= turns.1 {
+            turns.0.retain(|_, turn| Arc::strong_count(turn) > 1);
+            turns.1 = (2 * turns.0.len()).max(1024);
+        }
+        turns.0.entry(key.to_owned()).or_default().clone()
     }
 
-    async fn acquire_inner(&self, key: &str, quota: Option<Quota>) -> Result<()> {
+    /// Admits under `quota`; a slot is held for the margin, or with `slotted` until settled.
+    async fn acquire_inner(&self, key: &str, quota: Option<Quota>, slotted: bool) -> Result<Option<Slot>> {
         let turn = self.turn(key);
         // Cooldown-only checks do not queue: there is no slot to wait for.
         let _turn = match quota {
@@ -66,7 +86,7 @@ impl RedisLimiter {
         // Redis is ignored: it is longer than any this client would have set or accepted.
         let mut cooldown_left = self.backend.cooldown_bound(quota);
         loop {
-            let admitted = self.backend.admit(key, quota, None, cooldown_left).await;
+            let admitted = self.backend.admit(key, quota, None, cooldown_left, slotted).await;
             if let (Ok(_), Some(q)) = (&admitted, quota) {
                 if self.backend.recovered.swap(false, Ordering::Relaxed) {
                     // Redis just came back and may have forgotten the calls of the last
@@ -79,8 +99,8 @@ impl RedisLimiter {
                 }
             }
             match admitted {
-                Ok(None) => return Ok(()),
-                Ok(Some((wait, cooling))) => {
+                Ok(Admission::Admitted(slot)) => return Ok(slot),
+                Ok(Admission::Wait(wait, cooling)) => {
                     if cooling {
                         cooldown_left = cooldown_left.saturating_sub(wait);
                     }
@@ -90,7 +110,8 @@ impl RedisLimiter {
                     (Some(local), Some(share)) => {
                         tracing::warn!(error = %error, "Redis unavailable: admitting under the in-process fallback limit");
                         let quota = quota.map(|q| Quota { calls: ((q.calls as f64 * share) as u32).max(1), ..q });
-                        return local.acquire(key, quota).await;
+                        // No slot: its id would name some other admission in Redis.
+                        return local.acquire(key, quota).await.map(|()| None);
                     }
                     _ => return Err(error),
                 },
@@ -101,7 +122,32 @@ impl RedisLimiter {
 
 impl RateLimiter for RedisLimiter {
     fn acquire<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.acquire_inner(key, quota))
+        Box::pin(async move { self.acquire_inner(key, quota, false).await.map(|_| ()) })
+    }
+
+    fn acquire_slot<'a>(&'a self, key: &'a str, quota: Option<Quota>) -> BoxFuture<'a, Result<Option<Slot>>> {
+        Box::pin(self.acquire_inner(key, quota, true))
+    }
+
+    /// Settles in the background: the call that was measured need not wait for Redis, and a
+    /// settlement that fails only leaves the slot at its margin.
+    fn settle<'a>(&'a self, key: &'a str, slot: Slot, hold: Duration) -> BoxFuture<'a, Result<()>> {
+        let (backend, key) = (self.backend.clone(), key.to_owned());
+        let settling = async move {
+            if let Err(e) = backend.settle(&key, slot, hold).await {
+                tracing::debug!(error = %e, "could not settle a rate-limit slot in Redis");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(settling);
+                Box::pin(futures::future::ready(Ok(())))
+            }
+            Err(_) => Box::pin(async move {
+                settling.await;
+                Ok(())
+            }),
+        }
     }
 
     fn cool_down<'a>(&'a self, key: &'a str, pause: Duration) -> BoxFuture<'a, Result<()>> {

@@ -4,8 +4,10 @@
 //! `ST_REDIS_URL` (Python `redis_url=`, Node `redisUrl`). The client then uses a
 //! [`RedisTokenStore`] and a [`RedisLimiter`] on one shared [`RedisBackend`]:
 //!
-//! - **Admission** is one Lua script per try: it drops admissions older than one window
-//!   (`period + margin`), honours the key's 429 cooldown (for at most
+//! - **Admission** is one Lua script per try: each admission is held for the period plus its
+//!   own hold (set by the process that made it: its margin, or held until the call is
+//!   answered and then what it measured, settled in one more script call off the call's
+//!   path), it drops admissions that no hold can keep any longer, honours the key's 429 cooldown (for at most
 //!   [`RedisSettings::max_cooldown`], the client's `max_retry_after`), records the call if
 //!   fewer than N remain, else returns how long until a slot frees (at most one window), so
 //!   a caller sleeps once instead of polling. Time comes from Redis (`TIME`), so hosts with skewed clocks agree; where

@@ -6,13 +6,22 @@
 //! never an error that would stall callers until Redis "answers again", and every wait they
 //! hand back is bounded by the caller.
 
-// Admission: KEYS = [log, cooldown]; ARGV = [calls (0: cooldown only), window µs, now µs or "",
-// member, longest cooldown µs to honour (0: none)].
+// Admission: KEYS = [log, cooldown]; ARGV = [calls (0: cooldown only), period µs, now µs or "",
+// member, longest cooldown µs to honour (0: none), hold µs, longest hold µs].
 // Returns {0, 0} when admitted (recorded), else {µs to wait, 1 if for the cooldown else 0}.
 //
+// The log holds one member per admission, scored with its admission time and named
+// "<process>-<n>/<hold µs>": the slot is held until admission + period + hold, where the hold
+// is what the process that admitted it said: its margin, the longest hold while the call is
+// unanswered, then what it measured (SETTLE). A member without a readable hold (written by an
+// older version) is held for this caller's margin; no hold counts for more than the longest
+// hold. Members found expired are dropped, so the log stays about N long.
+//
 // A cooldown longer than the caller's bound is cut to it (see RedisLimiter); admissions dated
-// more than a window ahead were not recorded on this clock and are dropped, so that no slot is
-// held longer than a window; the wait for a slot is at most one window.
+// more than a span (period + longest hold) ahead were not recorded on this clock and are
+// dropped, and so are all but the newest of more members than admissions could have made, so
+// that no slot is held longer than a span and no admission reads an unbounded log; the wait
+// for a slot is at most one span.
 pub(super) const ADMIT: &str = r#"
 local now
 if ARGV[3] ~= '' then
@@ -34,19 +43,51 @@ if longest > 0 then
 end
 local calls = tonumber(ARGV[1])
 if calls <= 0 then return {0, 0} end
-local window = tonumber(ARGV[2])
+local period = tonumber(ARGV[2])
+local hold = tonumber(ARGV[6])
+local longest_hold = tonumber(ARGV[7])
+local span = period + longest_hold
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', now + window), '+inf')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - span))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', now + span), '+inf')
 local n = redis.call('ZCARD', KEYS[1])
-if n < calls then
+local most = calls * (math.ceil(span / math.max(period, 1)) + 2) + 64
+if n > most then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - most - 1)
+  n = most
+end
+local admit = n < calls
+local ends = {}
+if not admit then
+  local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  local gone = {}
+  for i = 1, #entries, 2 do
+    local h = tonumber(string.match(entries[i], '/(%d+)$')) or hold
+    if h > longest_hold then h = longest_hold end
+    local e = tonumber(entries[i + 1]) + period + h
+    if e > now then ends[#ends + 1] = e else gone[#gone + 1] = entries[i] end
+  end
+  if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
+  admit = #ends < calls
+end
+if admit then
   redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(span / 1000) + 1000)
   return {0, 0}
 end
-local oldest = tonumber(redis.call('ZRANGE', KEYS[1], n - calls, n - calls, 'WITHSCORES')[2])
-return {math.min(window, math.max(1, math.ceil(oldest + window - now))), 0}
+table.sort(ends)
+return {math.min(span, math.max(1, math.ceil(ends[#ends - calls + 1] - now))), 0}
+"#;
+
+// KEYS = [log]; ARGV = [member as admitted, the same member with its measured hold]. Renames the
+// member, keeping its admission time; a member no longer in the log stays out.
+pub(super) const SETTLE: &str = r#"
+local score = redis.pcall('ZSCORE', KEYS[1], ARGV[1])
+if type(score) ~= 'string' then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], score, ARGV[2])
+return 1
 "#;
 
 // KEYS = [cooldown]; ARGV = [pause µs, now µs or ""]. Never shortens a pause in force; a value
