@@ -63,6 +63,7 @@ mod error;
 pub mod fuzzing;
 pub mod limit;
 pub mod log;
+pub mod operations;
 mod paging;
 #[cfg(test)]
 mod properties;
