@@ -51,6 +51,8 @@
 
 #![warn(missing_docs)]
 
+#[rustfmt::skip]
+pub mod api;
 pub mod auth;
 mod body;
 mod client;

@@ -8,45 +8,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use futures::TryStreamExt;
-use serde_json::{json, Value};
-use servicetitan::operations::{self, Kind, Location, Operation, ParamType};
-use servicetitan::{ErrorCode, Tenant};
+use serde_json::Value;
+use servicetitan::operations;
+use servicetitan::ErrorCode;
 use servicetitan_sandbox::catalogue::Catalogue;
 use servicetitan_sandbox::{implemented_operations, SandboxConfig};
-
-/// A value of the parameter's type that the API accepts.
-fn example_arg(p: &operations::Param) -> Value {
-    let first = p.values.as_ref().and_then(|v| v.first()).cloned();
-    let scalar = |t: ParamType| match t {
-        ParamType::Integer | ParamType::Number => json!(1),
-        ParamType::Boolean => json!(true),
-        _ => match p.format.as_deref() {
-            Some("date-time") => json!("2026-01-01T00:00:00Z"),
-            Some("date") => json!("2026-01-01"),
-            _ => json!("1"),
-        },
-    };
-    match p.param_type {
-        ParamType::Array => json!([first.unwrap_or_else(|| scalar(p.items.unwrap_or(ParamType::String)))]),
-        ParamType::Object => json!({}),
-        t => first.unwrap_or_else(|| scalar(t)),
-    }
-}
-
-/// An id the sandbox knows for a by-id lookup: the first record of the list one level up.
-async fn known_id(tenant: &Tenant, op: &Operation) -> Option<Value> {
-    let (parent, last) = op.path.rsplit_once('/')?;
-    if !last.starts_with('{') {
-        return None;
-    }
-    let list = operations::operations().iter().find(|o| o.path == parent && o.kind == Kind::List)?;
-    let mut call = tenant.operation(&list.name()).arg("pageSize", 1);
-    if list.params.iter().any(|p| p.name == "active") {
-        call = call.arg("active", "Any");
-    }
-    let page: Value = call.send().await.ok()?;
-    page["data"][0].get("id").cloned()
-}
 
 #[tokio::test]
 async fn every_operation_is_called_by_name_with_its_method_and_path() {
@@ -65,27 +31,8 @@ async fn every_operation_is_called_by_name_with_its_method_and_path() {
     for op in ops {
         let route = format!("{} {}", op.method, op.path);
         let spec = catalogue.operation(&op.method, &op.path).unwrap_or_else(|| panic!("{route} is in the catalogue"));
-        let mut call = tenant.operation(&op.name());
-        let id = known_id(&tenant, op).await;
-        for p in op.params.iter().filter(|p| p.required || p.location == Location::Path) {
-            let value = match (&id, p.location, p.name.as_str()) {
-                (Some(id), Location::Path, _) if op.path.ends_with(&format!("{{{}}}", p.name)) => id.clone(),
-                // The sandbox's reports.
-                (_, Location::Path, "report_category") => json!("operations"),
-                (_, Location::Path, "reportId") => json!(175),
-                _ => example_arg(p),
-            };
-            call = call.arg(p.name.clone(), value);
-        }
-        if let Some(schema) = &spec.body {
-            let body = match op.id.as_str() {
-                // Report 175 needs its date range.
-                "ReportCategoryReports_GetData" => json!({"parameters": [
-                    {"name": "From", "value": "2026-01-01"}, {"name": "To", "value": "2026-01-31"}]}),
-                _ => catalogue.example(schema),
-            };
-            call = call.json_value(Some(body));
-        }
+        let (args, body) = common::examples::arguments(&tenant, op).await;
+        let call = tenant.operation(&op.name()).args(args).json_value(body);
         let before = common::route_count(&sandbox, &route);
         let result = call.send_bytes().await;
         let after = common::route_count(&sandbox, &route);
