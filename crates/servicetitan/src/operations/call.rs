@@ -149,11 +149,13 @@ impl OperationCall {
     }
 
     /// Sends the call and returns the answer as JSON.
+    #[inline]
     pub async fn send_json(self) -> Result<Value> {
         self.request()?.send_json().await
     }
 
     /// Sends the call and returns the answer's bytes (a file, or JSON for a binding to decode).
+    #[inline]
     pub async fn send_bytes(self) -> Result<Bytes> {
         self.request()?.send_bytes().await
     }
@@ -198,6 +200,7 @@ impl OperationCall {
     }
 
     /// Every record of a list or an export feed, undecoded (for bindings).
+    #[inline]
     pub fn raw_records(self) -> Result<RecordStream<RawRecord>> {
         match self.operation.as_ref().map(|op| op.kind) {
             Ok(Kind::Export) => Ok(self.export::<serde::de::IgnoredAny>()?.raw_records()),

@@ -23,7 +23,7 @@ mod call;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -33,8 +33,7 @@ pub use call::{Naming, OperationCall};
 const TABLE_JSON: &str = include_str!("table.json");
 
 /// What a call of an operation gives back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Kind {
     /// The decoded JSON answer.
@@ -48,8 +47,7 @@ pub enum Kind {
 }
 
 /// Where a parameter goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Location {
     /// A `{name}` segment of the path.
@@ -59,8 +57,7 @@ pub enum Location {
 }
 
 /// The JSON type a parameter takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ParamType {
     /// A whole number.
@@ -91,33 +88,25 @@ impl ParamType {
 }
 
 /// One parameter of an operation (the `{tenant}` of every path is not one: the tenant fills it).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Param {
     /// The API's own name (`pageSize`), as Node and the Rust builders spell it.
     pub name: String,
     /// Path or query.
-    #[serde(rename = "in")]
     pub location: Location,
     /// The JSON type.
-    #[serde(rename = "type")]
     pub param_type: ParamType,
     /// Must be given.
-    #[serde(default)]
     pub required: bool,
     /// The accepted values, if the API lists them (of each item, for lists).
-    #[serde(default, rename = "enum")]
-    pub values: Option<Vec<serde_json::Value>>,
+    pub values: Option<Vec<Value>>,
     /// The type of a list's items.
-    #[serde(default)]
     pub items: Option<ParamType>,
     /// `int64`, `date-time`, ... when the spec gives one.
-    #[serde(default)]
     pub format: Option<String>,
-    #[serde(default)]
     python: Option<String>,
     /// A path parameter whose value the query repeats under the same name.
-    #[serde(default)]
     pub(crate) also_query: bool,
 }
 
@@ -137,7 +126,7 @@ impl Param {
 }
 
 /// One documented operation.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Operation {
     /// The spec's operationId (`Customers_GetList`; not unique: `Jobs_Get` is in jpm and forms).
@@ -185,7 +174,7 @@ impl Operation {
 
 /// A module's names: its path segment (`equipmentsystems`), Python (`equipment_systems`) and
 /// Node (`equipmentSystems`) spellings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ModuleNames {
     /// The API's path segment.
@@ -196,10 +185,80 @@ pub struct ModuleNames {
     pub node: String,
 }
 
-#[derive(Deserialize)]
-struct RawTable {
-    modules: Vec<(String, String, String)>,
-    operations: Vec<Operation>,
+// Parsed by hand from a `serde_json::Value`: derived deserializers for these types would add more
+// to the crate's build time than the rest of the module.
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_owned)
+}
+
+fn texts(v: Option<&Value>) -> Option<Vec<String>> {
+    v?.as_array()?.iter().map(text).collect()
+}
+
+fn param_type(v: Option<&Value>) -> Option<ParamType> {
+    Some(match v?.as_str()? {
+        "integer" => ParamType::Integer,
+        "number" => ParamType::Number,
+        "string" => ParamType::String,
+        "boolean" => ParamType::Boolean,
+        "array" => ParamType::Array,
+        "object" => ParamType::Object,
+        _ => return None,
+    })
+}
+
+fn parse_param(v: &Value) -> Option<Param> {
+    let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    Some(Param {
+        name: text(v.get("name")?)?,
+        location: match v.get("in")?.as_str()? {
+            "path" => Location::Path,
+            "query" => Location::Query,
+            _ => return None,
+        },
+        param_type: param_type(v.get("type"))?,
+        required: flag("required"),
+        values: v.get("enum").and_then(Value::as_array).cloned(),
+        items: param_type(v.get("items")),
+        format: v.get("format").and_then(text),
+        python: v.get("python").and_then(text),
+        also_query: flag("also_query"),
+    })
+}
+
+fn parse_operation(v: &Value) -> Option<Operation> {
+    Some(Operation {
+        id: text(v.get("id")?)?,
+        python: texts(v.get("python"))?,
+        node: texts(v.get("node"))?,
+        method: text(v.get("method")?)?,
+        path: text(v.get("path")?)?,
+        kind: match v.get("kind")?.as_str()? {
+            "plain" => Kind::Plain,
+            "list" => Kind::List,
+            "export" => Kind::Export,
+            "binary" => Kind::Binary,
+            _ => return None,
+        },
+        body: v.get("body")?.as_bool()?,
+        params: v.get("params")?.as_array()?.iter().map(parse_param).collect::<Option<_>>()?,
+    })
+}
+
+fn parse_table(json: &str) -> Option<(Vec<ModuleNames>, Vec<Operation>)> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let modules = v
+        .get("modules")?
+        .as_array()?
+        .iter()
+        .map(|m| {
+            let m = texts(Some(m))?;
+            let [segment, python, node] = <[String; 3]>::try_from(m).ok()?;
+            Some(ModuleNames { segment, python, node })
+        })
+        .collect::<Option<_>>()?;
+    let operations = v.get("operations")?.as_array()?.iter().map(parse_operation).collect::<Option<_>>()?;
+    Some((modules, operations))
 }
 
 struct Table {
@@ -215,12 +274,10 @@ fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
         // The table is generated and checked by the crate's tests: it always parses.
-        let raw: RawTable = serde_json::from_str(TABLE_JSON).expect("the generated operations table parses");
-        let modules =
-            raw.modules.into_iter().map(|(segment, python, node)| ModuleNames { segment, python, node }).collect();
+        let (modules, operations) = parse_table(TABLE_JSON).expect("the generated operations table parses");
         let mut by_name = HashMap::new();
         let mut ids: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, op) in raw.operations.iter().enumerate() {
+        for (i, op) in operations.iter().enumerate() {
             by_name.insert(op.name(), i);
             by_name.insert(op.node_name(), i);
             ids.entry(op.id.clone()).or_default().push(i);
@@ -233,7 +290,7 @@ fn table() -> &'static Table {
                 ambiguous.insert(id, at);
             }
         }
-        Table { modules, operations: raw.operations, by_name, ambiguous }
+        Table { modules, operations, by_name, ambiguous }
     })
 }
 
