@@ -732,6 +732,462 @@ def render_rust_walk(table):
 
 
 # ---------------------------------------------------------------------------------------------
+# Python
+
+
+PY_HEADER = "# " + GENERATED + "\n"
+
+
+def py_literal(values):
+    return "Literal[%s]" % ", ".join(json.dumps(v) for v in values)
+
+
+class PyTypes:
+    def __init__(self, types, module_refs):
+        self.types = types
+        self.refs = module_refs
+
+    def name(self, full):
+        return self.types.names[full]
+
+    def ptype(self, t):
+        kind = t[0]
+        if kind == "ref":
+            return self.name(t[1]) if t[1] in self.types.cat.schemas else "Any"
+        if kind == "enum":
+            return py_literal(t[2])
+        if kind == "prim":
+            return {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}[t[1]]
+        if kind == "array":
+            return "List[%s]" % self.ptype(t[1])
+        if kind == "map":
+            return "Dict[str, %s]" % self.ptype(t[1])
+        return "Any"
+
+    def render_models(self):
+        out = []
+        for full in self.refs:
+            m = self.types.model(full)
+            name = self.name(full)
+            if m[0] == "enum":
+                out.append("%s = %s" % (name, py_literal(m[2])))
+                out.append("")
+                continue
+            fields = []
+            for json_name, t, required, nullable in m[1]:
+                ty = self.ptype(t)
+                if nullable:
+                    ty = "Optional[%s]" % ty
+                if not required:
+                    ty = "NotRequired[%s]" % ty
+                fields.append((json_name, ty))
+            if any(keyword.iskeyword(n) or not n.isidentifier() for n, _ in fields):
+                out.append('%s = TypedDict("%s", {' % (name, name))
+                for n, ty in fields:
+                    out.append("    %s: %s," % (json.dumps(n), ty))
+                out.append("})")
+            else:
+                out.append("class %s(TypedDict):" % name)
+                for n, ty in fields:
+                    out.append("    %s: %s" % (n, ty))
+                if not fields:
+                    out.append("    pass")
+            out.append("")
+        return out
+
+
+def py_param_type(p):
+    t = p["type"]
+    if "enum" in p and t != "array":
+        return py_literal(p["enum"])
+    if t == "integer":
+        return "int"
+    if t == "number":
+        return "float"
+    if t == "boolean":
+        return "bool"
+    if t == "string":
+        return {"date-time": "Union[str, datetime]", "date": "Union[str, date]"}.get(p.get("format"), "str")
+    if t == "array":
+        item = py_literal(p["enum"]) if "enum" in p else {
+            "integer": "int", "number": "float", "boolean": "bool", "string": "str"}.get(p.get("items"), "Any")
+        return "Sequence[%s]" % item
+    return "Mapping[str, str]"
+
+
+def py_signature(pyt, types, entry, op, is_async):
+    path = [p for p in entry["params"] if p["in"] == "path"]
+    path.sort(key=lambda p: entry["path"].find("{%s}" % p["name"]))
+    query = [p for p in entry["params"] if p["in"] == "query"]
+    args = ["self"]
+    for p in path:
+        args.append("%s: %s" % (p.get("python", p["name"]), py_param_type(p)))
+    keyword_only = []
+    for p in sorted(query, key=lambda p: not p.get("required")):
+        name = p.get("python", p["name"])
+        if p.get("required"):
+            keyword_only.append("%s: %s" % (name, py_param_type(p)))
+        else:
+            keyword_only.append("%s: Optional[%s] = None" % (name, py_param_type(p)))
+    kind = entry["kind"]
+    if kind == "export":
+        keyword_only.append("since: Union[str, date, datetime, None] = None")
+    if entry["body"]:
+        body = types.ir(op["body"])
+        keyword_only.append("body: Optional[%s] = None" % pyt.ptype(body))
+    if keyword_only:
+        args.append("*")
+        args.extend(keyword_only)
+    if kind == "binary":
+        result = "bytes"
+    elif kind == "list":
+        result = "%s[%s]" % ("AsyncPage" if is_async else "Page", pyt.ptype(types.item(op, kind)))
+    elif kind == "export":
+        result = "%s[%s]" % ("AsyncFeed" if is_async else "Feed", pyt.ptype(types.item(op, kind)))
+    else:
+        answer = types.response(op)
+        result = pyt.ptype(answer) if answer is not None else "Any"
+    name = entry["python"][-1]
+    lines = ["    %sdef %s(" % ("async " if is_async else "", name)]
+    lines.extend("        %s," % a for a in args)
+    lines.append("    ) -> %s: ..." % result)
+    return lines
+
+
+def resource_class(module, resource, is_async):
+    return "%s%s%s" % ("Async" if is_async else "", pascal(module), pascal(resource) if resource else "")
+
+
+def render_py_module_stub(types, module, resources, module_refs):
+    pyt = PyTypes(types, module_refs)
+    out = [PY_HEADER.rstrip("\n")]
+    out.append('"""Types of the %s module: its models (TypedDicts keyed as the API spells them) and the' % module)
+    out.append('signatures of its operations, sync and async."""')
+    out.append("")
+    out.append("from datetime import date, datetime")
+    out.append("from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Union")
+    out.append("")
+    out.append("from typing_extensions import NotRequired, TypedDict")
+    out.append("")
+    out.append("from .._operations import AsyncFeed, AsyncPage, Feed, Page")
+    out.append("")
+    names = {pyt.name(f) for f in module_refs}
+    for is_async in (False, True):
+        cls = resource_class(module, None, is_async)
+        if cls in names:
+            raise SystemExit("%s: class %s collides with a model" % (module, cls))
+        out.append("class %s:" % cls)
+        body = []
+        for resource in sorted(r for r in resources if r is not None):
+            rc = resource_class(module, resource, is_async)
+            if rc in names:
+                raise SystemExit("%s: class %s collides with a model" % (module, rc))
+            body.append("    @property")
+            body.append("    def %s(self) -> %s: ..." % (resource, rc))
+        for entry, op in resources.get(None, []):
+            body.extend(py_signature(pyt, types, entry, op, is_async))
+        out.extend(body or ["    pass"])
+        out.append("")
+        for resource in sorted(r for r in resources if r is not None):
+            out.append("class %s:" % resource_class(module, resource, is_async))
+            for entry, op in resources[resource]:
+                out.extend(py_signature(pyt, types, entry, op, is_async))
+            out.append("")
+    out.extend(pyt.render_models())
+    while out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+def render_py_module_runtime(types, module, resources, module_refs):
+    names = sorted(types.names[f] for f in module_refs)
+    classes = []
+    for is_async in (False, True):
+        classes.append((resource_class(module, None, is_async), "Module"))
+        classes.extend((resource_class(module, r, is_async), "Resource")
+                       for r in sorted(r for r in resources if r is not None))
+    out = [PY_HEADER.rstrip("\n")]
+    out.append('"""The %s module\'s types (see %s.pyi). At run time a model is a plain ``dict``, and the' % (module, module))
+    out.append('classes of the operations are those of ``servicetitan._operations``."""')
+    out.append("")
+    out.append("from typing import Any")
+    out.append("")
+    out.append("_MODELS = frozenset(")
+    out.append("    [")
+    out.extend('        "%s",' % n for n in names)
+    out.append("    ]")
+    out.append(")")
+    out.append("_CLASSES = {")
+    out.extend('    "%s": "%s",' % c for c in classes)
+    out.append("}")
+    out.append("")
+    out.append("")
+    out.append("def __getattr__(name: str) -> Any:")
+    out.append("    if name in _MODELS:")
+    out.append("        return dict")
+    out.append("    if name in _CLASSES:")
+    out.append("        from .. import _operations")
+    out.append("")
+    out.append("        return getattr(_operations, _CLASSES[name])")
+    out.append('    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")')
+    return "\n".join(out) + "\n"
+
+
+def render_py_init(modules):
+    out = [PY_HEADER.rstrip("\n")]
+    out.append('"""The typed API: ``tenant.crm.customers.get_list(page_size=5)`` and the types of every')
+    out.append("module (``from servicetitan.api.crm import CustomerResponse``). The modules load when")
+    out.append('first used."""')
+    out.append("")
+    out.append("from .._operations import AsyncFeed, AsyncPage, Feed, Page")
+    out.append("")
+    out.append("MODULES = (")
+    out.extend('    "%s",' % m for m in modules)
+    out.append(")")
+    out.append("")
+    out.append('__all__ = ["MODULES", "AsyncFeed", "AsyncPage", "Feed", "Page"]')
+    return "\n".join(out) + "\n"
+
+
+def render_py_init_stub(modules):
+    out = [PY_HEADER.rstrip("\n")]
+    out.append('"""The typed API: the modules of a tenant (``tenant.crm``) and the result types."""')
+    out.append("")
+    out.append("from .._operations import AsyncFeed as AsyncFeed")
+    out.append("from .._operations import AsyncPage as AsyncPage")
+    out.append("from .._operations import Feed as Feed")
+    out.append("from .._operations import Page as Page")
+    out.append("from . import %s" % ", ".join(modules))
+    out.append("")
+    out.append("MODULES: tuple[str, ...]")
+    out.append("")
+    out.append("class Modules:")
+    out.append('    """The API modules of a :class:`servicetitan.Tenant`."""')
+    out.append("")
+    for m in modules:
+        out.append("    @property")
+        out.append("    def %s(self) -> %s.%s: ..." % (m, m, resource_class(m, None, False)))
+    out.append("")
+    out.append("class AsyncModules:")
+    out.append('    """The API modules of a :class:`servicetitan.AsyncTenant`."""')
+    out.append("")
+    for m in modules:
+        out.append("    @property")
+        out.append("    def %s(self) -> %s.%s: ..." % (m, m, resource_class(m, None, True)))
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Node
+
+
+JS_HEADER = "// " + GENERATED + "\n"
+TS_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+
+
+def ts_key(name):
+    return name if TS_IDENT.match(name) else json.dumps(name)
+
+
+def ts_union(values):
+    return " | ".join(json.dumps(v) for v in values)
+
+
+class TsTypes:
+    def __init__(self, types, module_refs):
+        self.types = types
+        self.refs = module_refs
+
+    def ttype(self, t):
+        kind = t[0]
+        if kind == "ref":
+            return self.types.names[t[1]] if t[1] in self.types.cat.schemas else "unknown"
+        if kind == "enum":
+            return ts_union(t[2])
+        if kind == "prim":
+            return {"string": "string", "integer": "number", "number": "number", "boolean": "boolean"}[t[1]]
+        if kind == "array":
+            return "Array<%s>" % self.ttype(t[1])
+        if kind == "map":
+            return "Record<string, %s>" % self.ttype(t[1])
+        return "unknown"
+
+    def render_models(self):
+        out = []
+        for full in self.refs:
+            m = self.types.model(full)
+            name = self.types.names[full]
+            if m[0] == "enum":
+                out.append("export type %s = %s" % (name, ts_union(m[2])))
+                out.append("")
+                continue
+            out.append("export interface %s {" % name)
+            for json_name, t, required, nullable in m[1]:
+                ty = self.ttype(t) + (" | null" if nullable else "")
+                out.append("  %s%s: %s" % (ts_key(json_name), "" if required else "?", ty))
+            out.append("}")
+            out.append("")
+        return out
+
+
+def ts_param_type(p):
+    t = p["type"]
+    if "enum" in p and t != "array":
+        return ts_union(p["enum"])
+    if t in ("integer", "number"):
+        return "number"
+    if t == "boolean":
+        return "boolean"
+    if t == "string":
+        return "string | Date" if p.get("format") in ("date-time", "date") else "string"
+    if t == "array":
+        item = ts_union(p["enum"]) if "enum" in p else {
+            "integer": "number", "number": "number", "boolean": "boolean", "string": "string"}.get(p.get("items"), "unknown")
+        return "ReadonlyArray<%s>" % item
+    return "Record<string, string>"
+
+
+def ts_method(tst, types, entry, op):
+    fields = []
+    for p in entry["params"]:
+        fields.append("%s%s: %s" % (ts_key(p["name"]), "" if p.get("required") else "?", ts_param_type(p)))
+    kind = entry["kind"]
+    if kind == "export":
+        fields.append("since?: string | Date")
+    if entry["body"]:
+        fields.append("body?: %s" % tst.ttype(types.ir(op["body"])))
+    required = any(p.get("required") for p in entry["params"])
+    if kind == "binary":
+        result = "Promise<Buffer>"
+    elif kind == "list":
+        result = "ListCall<%s>" % tst.ttype(types.item(op, kind))
+    elif kind == "export":
+        result = "ExportFeed<%s>" % tst.ttype(types.item(op, kind))
+    else:
+        answer = types.response(op)
+        result = "Promise<%s>" % (tst.ttype(answer) if answer is not None else "unknown")
+    name = entry["node"][-1]
+    params = "params%s: { %s }" % ("" if required else "?", "; ".join(fields)) if fields else "params?: Record<string, never>"
+    return ["  /** `%s %s` (`%s`) */" % (entry["method"], entry["path"], entry["id"]),
+            "  %s(%s, options?: CallOptions): %s" % (name, params, result)]
+
+
+def node_class(module, resource):
+    return pascal(module) + (pascal(resource) if resource else "")
+
+
+def render_node_module_dts(types, module, resources, module_refs, node_names):
+    tst = TsTypes(types, module_refs)
+    out = [JS_HEADER.rstrip("\n")]
+    out.append("// Types of the %s module: its models (keyed as the API spells them) and its operations." % node_names[module])
+    out.append("")
+    out.append("import type { CallOptions, ExportFeed, ListCall } from './common'")
+    out.append("")
+    names = {types.names[f] for f in module_refs}
+    cls = node_class(node_names[module], None)
+    if cls in names:
+        raise SystemExit("%s: %s collides with a model" % (module, cls))
+    out.append("export interface %s {" % cls)
+    node_resources = {}
+    for resource in sorted(r for r in resources if r is not None):
+        entry = resources[resource][0][0]
+        node_resources[resource] = entry["node"][1]
+        rc = node_class(node_names[module], entry["node"][1])
+        if rc in names:
+            raise SystemExit("%s: %s collides with a model" % (module, rc))
+        out.append("  readonly %s: %s" % (entry["node"][1], rc))
+    for entry, op in resources.get(None, []):
+        out.extend(ts_method(tst, types, entry, op))
+    out.append("}")
+    out.append("")
+    for resource in sorted(r for r in resources if r is not None):
+        out.append("export interface %s {" % node_class(node_names[module], node_resources[resource]))
+        for entry, op in resources[resource]:
+            out.extend(ts_method(tst, types, entry, op))
+        out.append("}")
+        out.append("")
+    out.extend(tst.render_models())
+    while out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+def render_node_module_js(module, resources):
+    out = [JS_HEADER.rstrip("\n")]
+    out.append("// The %s module's operations: resource → action → what a call returns (loaded on first use)." % module)
+    out.append("'use strict'")
+    out.append("")
+    out.append("module.exports = {")
+    groups = []
+    for resource in sorted(resources, key=lambda r: (r is not None, r or "")):
+        ops = resources[resource]
+        key = "''" if resource is None else ops[0][0]["node"][1]
+        groups.append((key, [(e["node"][-1], e["kind"]) for e, _ in ops]))
+    for key, actions in groups:
+        out.append("  %s: {" % key)
+        out.extend("    %s: '%s'," % (a, k) for a, k in actions)
+        out.append("  },")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def render_node_index_js(node_modules):
+    out = [JS_HEADER.rstrip("\n")]
+    out.append("// The API modules of a tenant (`tenant.crm`), each loaded from its own file on first use.")
+    out.append("'use strict'")
+    out.append("")
+    out.append("module.exports = [")
+    out.extend("  '%s'," % m for m in node_modules)
+    out.append("]")
+    return "\n".join(out) + "\n"
+
+
+def render_node_index_dts(modules, node_names):
+    out = [JS_HEADER.rstrip("\n")]
+    out.append("// The API modules of a tenant: `tenant.crm.customers.getList({ pageSize: 5 })`.")
+    out.append("")
+    out.append("export type { CallOptions, ExportFeed, ListCall, Page } from './common'")
+    for m in modules:
+        out.append("import type { %s } from './%s'" % (node_class(node_names[m], None), node_names[m]))
+    out.append("")
+    out.append("export interface Modules {")
+    for m in modules:
+        out.append("  readonly %s: %s" % (node_names[m], node_class(node_names[m], None)))
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+NODE_COMMON_DTS = JS_HEADER + """// What the operations of every module return.
+
+import type { CallOptions, ExportFeed } from '../index'
+
+export type { CallOptions, ExportFeed }
+
+/**
+ * One page of a list: its records and where it stands. `for await` over it yields its records,
+ * then every record of the pages after it, through the engine's paginator.
+ */
+export interface Page<T> extends AsyncIterable<T> {
+  readonly data: T[]
+  readonly hasMore: boolean
+  /** With `includeTotal: true`. */
+  readonly totalCount: number | null
+  readonly page: number
+  readonly pageSize: number
+}
+
+/**
+ * A list call: `await` it for one page, or `for await` it directly for every record from its
+ * `page` (default 1) on, the next page fetched while this one is consumed.
+ */
+export interface ListCall<T> extends PromiseLike<Page<T>>, AsyncIterable<T> {
+  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<Page<T> | R>
+  finally(onfinally?: (() => void) | null): Promise<Page<T>>
+}
+"""
+
+
+# ---------------------------------------------------------------------------------------------
 # Driver
 
 
@@ -750,6 +1206,22 @@ def outputs(cat):
             types, module, by_module[module], module_refs, segments[module])
     files[os.path.join(RUST_DIR, "mod.rs")] = render_rust_mod(modules)
     files[RUST_WALK] = render_rust_walk(table)
+    for module in modules:
+        module_refs = refs.get(segments[module], [])
+        files[os.path.join(PY_DIR, module + ".pyi")] = render_py_module_stub(types, module, by_module[module], module_refs)
+        files[os.path.join(PY_DIR, module + ".py")] = render_py_module_runtime(types, module, by_module[module], module_refs)
+    files[os.path.join(PY_DIR, "__init__.py")] = render_py_init(modules)
+    files[os.path.join(PY_DIR, "__init__.pyi")] = render_py_init_stub(modules)
+    node_names = {py: node for _, py, node in table["modules"]}
+    for module in modules:
+        module_refs = refs.get(segments[module], [])
+        name = node_names[module]
+        files[os.path.join(NODE_DIR, name + ".d.ts")] = render_node_module_dts(
+            types, module, by_module[module], module_refs, node_names)
+        files[os.path.join(NODE_DIR, name + ".js")] = render_node_module_js(module, by_module[module])
+    files[os.path.join(NODE_DIR, "index.js")] = render_node_index_js([node_names[m] for m in modules])
+    files[os.path.join(NODE_DIR, "index.d.ts")] = render_node_index_dts(modules, node_names)
+    files[os.path.join(NODE_DIR, "common.d.ts")] = NODE_COMMON_DTS
     return files
 
 

@@ -38,6 +38,8 @@ const SINCE: &str = "since";
 pub struct OperationCall {
     tenant: Tenant,
     operation: Result<&'static Operation>,
+    /// The name it was called by, which messages use (each language its own spelling).
+    called: String,
     naming: Naming,
     args: Vec<(String, Value)>,
     body: Option<Value>,
@@ -63,6 +65,7 @@ impl Tenant {
         OperationCall {
             tenant: self.clone(),
             operation: find(name),
+            called: name.to_owned(),
             naming: Naming::Api,
             args: Vec::new(),
             body: None,
@@ -165,7 +168,7 @@ impl OperationCall {
     pub fn paginate<T>(self) -> Result<Paginate<T>> {
         let checked = self.check()?;
         if checked.op.kind != Kind::List {
-            return Err(not_a(checked.op, "list (with page and pageSize)"));
+            return Err(not_a(&self.called, "list (with page and pageSize)"));
         }
         let mut list = self.tenant.paginate::<T>(checked.path).param_pairs(checked.query);
         if let Some(page) = checked.page {
@@ -181,7 +184,7 @@ impl OperationCall {
     pub fn export<T>(self) -> Result<Export<T>> {
         let checked = self.check()?;
         if checked.op.kind != Kind::Export {
-            return Err(not_a(checked.op, "export feed (with from and continueFrom)"));
+            return Err(not_a(&self.called, "export feed (with from and continueFrom)"));
         }
         let mut feed = self.tenant.export::<T>(checked.path).exact_path().since(checked.since);
         for (k, v) in checked.query {
@@ -211,7 +214,7 @@ impl OperationCall {
     /// Checks every argument against the operation and builds the path and query.
     fn check(&self) -> Result<Checked> {
         let op = self.operation.clone()?;
-        let name = op.name();
+        let name = self.called.as_str();
         if let Some(e) = &self.body_error {
             return Err(Error::configuration("body", format!("the body cannot be serialized as JSON: {e}")));
         }
@@ -227,7 +230,7 @@ impl OperationCall {
                     since = Some((arg.as_str(), value));
                     continue;
                 }
-                None => return Err(unknown_param(op, arg, self.naming)),
+                None => return Err(unknown_param(op, name, arg, self.naming)),
             };
             if !value.is_null() {
                 given.push((param, arg, value));
@@ -256,7 +259,7 @@ impl OperationCall {
         let mut query = Vec::new();
         let (mut page, mut page_size, mut from) = (None, None, None);
         for (param, arg, value) in given {
-            let texts = texts(op, param, arg, value)?;
+            let texts = texts(name, param, arg, value)?;
             match param.location {
                 Location::Path => {
                     let text = texts.into_iter().next().map(|(_, t)| t).unwrap_or_default();
@@ -284,29 +287,29 @@ impl OperationCall {
     }
 }
 
-fn not_a(op: &Operation, what: &str) -> Error {
-    Error::configuration("operation", format!("{} is not a {what}", op.name()))
+fn not_a(name: &str, what: &str) -> Error {
+    Error::configuration("operation", format!("{name} is not a {what}"))
 }
 
-fn unknown_param(op: &Operation, arg: &str, naming: Naming) -> Error {
+fn unknown_param(op: &Operation, name: &str, arg: &str, naming: Naming) -> Error {
     let names: Vec<&str> = op.params.iter().map(|p| p.name_in(naming)).collect();
     let hint = match did_you_mean(arg, names.iter().copied()) {
         Some(best) => format!("; did you mean {best}?"),
         None => String::new(),
     };
     let known = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
-    Error::configuration(arg, format!("{} has no parameter {arg:?}{hint} (its parameters: {known})", op.name()))
+    Error::configuration(arg, format!("{name} has no parameter {arg:?}{hint} (its parameters: {known})"))
 }
 
 /// The query pairs (or the one path text) of a parameter's value, after checking its type and
 /// accepted values.
-fn texts(op: &Operation, param: &Param, arg: &str, value: &Value) -> Result<Vec<(String, String)>> {
+fn texts(name: &str, param: &Param, arg: &str, value: &Value) -> Result<Vec<(String, String)>> {
     let wrong = |expected: &str, got: &Value| {
-        Error::configuration(arg, format!("{} takes {expected} as {arg}, not {}", op.name(), describe(got)))
+        Error::configuration(arg, format!("{name} takes {expected} as {arg}, not {}", describe(got)))
     };
     let one = |t: ParamType, v: &Value| -> Result<String> {
         let text = scalar(t, v).ok_or_else(|| wrong(t.as_str(), v))?;
-        checked_value(op, param, arg, text)
+        checked_value(name, param, arg, text)
     };
     match param.param_type {
         ParamType::Array => {
@@ -329,7 +332,7 @@ fn texts(op: &Operation, param: &Param, arg: &str, value: &Value) -> Result<Vec<
                 } else {
                     let text =
                         scalar(items, item).ok_or_else(|| wrong(&format!("a list of {}", plural(items)), value))?;
-                    out.push((param.name.clone(), checked_value(op, param, arg, text)?));
+                    out.push((param.name.clone(), checked_value(name, param, arg, text)?));
                 }
             }
             Ok(out)
@@ -375,7 +378,7 @@ fn scalar(t: ParamType, v: &Value) -> Option<String> {
 
 /// `text` if the parameter accepts it; values the API lists are matched without regard to case
 /// and sent as the API spells them.
-fn checked_value(op: &Operation, param: &Param, arg: &str, text: String) -> Result<String> {
+fn checked_value(name: &str, param: &Param, arg: &str, text: String) -> Result<String> {
     let Some(values) = &param.values else { return Ok(text) };
     let spelled: Vec<String> = values.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect();
     if let Some(exact) = spelled.iter().find(|v| v.eq_ignore_ascii_case(&text)) {
@@ -385,10 +388,7 @@ fn checked_value(op: &Operation, param: &Param, arg: &str, text: String) -> Resu
         Some(best) => format!(" (did you mean {best:?}?)"),
         None => String::new(),
     };
-    Err(Error::configuration(
-        arg,
-        format!("{} takes one of {} as {arg}, not {text:?}{hint}", op.name(), spelled.join(", ")),
-    ))
+    Err(Error::configuration(arg, format!("{name} takes one of {} as {arg}, not {text:?}{hint}", spelled.join(", "))))
 }
 
 fn plural(t: ParamType) -> &'static str {
