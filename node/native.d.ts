@@ -65,12 +65,32 @@ export declare class NativeSandbox {
   config(): any
   /** What reached the server so far, as `GET /__sandbox/stats` answers. */
   stats(): any
+  /**
+   * The operations the sandbox serves, as `"METHOD route-template"` (the keys of the stats'
+   * `routes`); other documented operations answer 404.
+   */
+  static implementedOperations(): Array<string>
   resetStats(): void
   /** Arms a fault; `fault` is a sandbox `Fault` as JSON text (snake_case). */
   addFault(fault: string): void
   clearFaults(): void
   /** Makes every token issued so far invalid, as a credential rotation would. */
   revokeTokens(): void
+  /**
+   * Registers a webhook subscription (JSON text of `{ tenant, url, key, events? }`, snake_case); returns
+   * its id.
+   */
+  registerWebhook(subscription: string): number
+  /** The webhook subscriptions (keys masked). */
+  webhookSubscriptions(): any
+  /** Removes every webhook subscription; their pending retries end. */
+  clearWebhooks(): void
+  /** Every webhook delivery so far, with its attempts (snake_case). */
+  webhookDeliveries(): any
+  /** Sends an event again, same id and body; returns how many deliveries started. */
+  replayWebhook(eventId: string): number
+  /** Sends an event to a tenant's subscribers; returns the event id. */
+  sendWebhookEvent(tenant: number, eventType: string, data?: string | undefined | null): string
   get closed(): boolean
   /** Stops the server and waits for its thread, on libuv's pool. Closing twice is harmless. */
   close(): Promise<void>
@@ -98,6 +118,22 @@ export declare class NativeTenant {
    * (`{ id, name, description, parameters, fields }`).
    */
   reportMetadata(category: string, reportId: number, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** Calls an operation by name; resolves with the answer's bytes (one page, for a list). */
+  operation(name: string, params?: string | undefined | null, body?: string | undefined | null, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** Every record of a list operation (from its `page`) or an export (from its `since`). */
+  operationRecords(name: string, params?: string | undefined | null): NativeRecordStream
+}
+
+export declare class NativeWebhookReceiver {
+  constructor(options?: NativeWebhookReceiverOptions | undefined | null)
+  /** The largest body accepted, in bytes. */
+  get maxBodyBytes(): number
+  /** The answer to a body found too large before it was all read (status 413). */
+  tooLarge(): string
+  /** Verifies and deduplicates one delivery; never rejects for a bad delivery. */
+  receive(body: Buffer, headers: Array<string>): Promise<NativeReceipt>
+  /** Forgets that the event (JSON text, as `receive` gave it) was handled. */
+  release(event: string): Promise<void>
 }
 
 /** `client.stats()`. */
@@ -156,10 +192,22 @@ export interface NativeClientOptions {
   redisUrl?: string
   /** Prefix of the Redis keys (`ST_REDIS_KEY_PREFIX`, default `servicetitan`). */
   redisKeyPrefix?: string
-  /** 32-byte key (hex or base64) encrypting the tokens cached in Redis (`ST_REDIS_TOKEN_KEY`). */
+  /**
+   * A 32-byte key (hex or base64) combined with the key derived from each client secret to seal
+   * the tokens cached in Redis, which are encrypted either way (`ST_REDIS_TOKEN_KEY`).
+   */
   redisTokenKey?: string
   /** On Redis failure, an in-process limit at this share of the budget (`ST_REDIS_FALLBACK_SHARE`). */
   redisFallbackShare?: number
+}
+
+/** What to answer a delivery, and the event to hand over (JSON text) the first time. */
+export interface NativeReceipt {
+  status: number
+  /** The JSON body to answer with. */
+  body: string
+  event?: string
+  duplicate: boolean
 }
 
 /** One call's options after the wrapper flattened them. */
@@ -175,6 +223,30 @@ export interface NativeRequestOptions {
   timeoutMs?: number
 }
 
+/** How the signature and the envelope are read (each optional: the engine's defaults). */
+export interface NativeVerifyOptions {
+  signatureHeader?: string
+  /** `any`, `hex` or `base64`. */
+  encoding?: string
+  /** `cloudevents` or `any`. */
+  envelope?: string
+}
+
+/**
+ * `new WebhookReceiver(options)` after the wrapper flattened it; every field falls back to
+ * its environment variable (`ST_WEBHOOK_KEY`, …, `ST_REDIS_URL`), then to the default.
+ */
+export interface NativeWebhookReceiverOptions {
+  key?: string
+  signatureHeader?: string
+  encoding?: string
+  envelope?: string
+  dedupeTtlMs?: number
+  maxBodyBytes?: number
+  redisUrl?: string
+  redisKeyPrefix?: string
+}
+
 /**
  * Panics on purpose inside the guards of every entry point (`guard.rs`), synchronously or in a
  * spawned call, so that the package's tests can show what a panic turns into. Not part of the
@@ -182,8 +254,14 @@ export interface NativeRequestOptions {
  */
 export declare function panicForTests(inCall: boolean): Promise<void>
 
+/** The signature of `body` under `key` (hex, or base64 with `encoding: 'base64'`). */
+export declare function signWebhook(body: Buffer, key: string, encoding?: string | undefined | null): string
+
 /** What `take()` returns when nothing is buffered: await `fill()`, then take again. */
 export declare const TAKE_EMPTY: number
 
 /** What `take()` returns once the stream is over. */
 export declare const TAKE_END: number
+
+/** Checks a delivery's signature; returns its event as JSON text, or throws a `webhook` error. */
+export declare function verifyWebhook(body: Buffer, headers: Array<string>, key: string, options?: NativeVerifyOptions | undefined | null): string
