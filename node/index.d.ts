@@ -4,9 +4,11 @@
 
 import type { ClientStats } from './native'
 import type { SandboxWebhookDelivery, SandboxWebhookSubscription } from './webhooks'
+import type { Modules } from './api/index'
 
 export type { ClientStats }
 export * from './webhooks'
+export type { ListCall, Page, Modules } from './api/index'
 
 /** A value the query string carries as text (finite numbers, valid dates, valid Unicode). */
 export type QueryValue = string | number | bigint | boolean | Date
@@ -167,6 +169,8 @@ export declare class Client {
 }
 
 /** One tenant of a Client. Paths are relative to it: `'crm/customers'` is `/crm/v2/tenant/{id}/customers`. */
+/** Every documented operation by name: `tenant.crm.customers.getList({ pageSize: 5 })`. */
+export interface Tenant extends Modules {}
 export declare class Tenant {
   private constructor()
   readonly id: number
@@ -356,6 +360,8 @@ export declare class Sandbox {
   readonly tenants: Array<{ id: number; clientId: string; clientSecret: string; scopes: string[] }>
   readonly closed: boolean
   stats(): SandboxStats
+  /** The operations the sandbox serves, as `'METHOD route-template'` (the keys of `stats().routes`). */
+  static implementedOperations(): string[]
   resetStats(): void
   addFault(fault: SandboxFault): void
   clearFaults(): void

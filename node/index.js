@@ -5,9 +5,10 @@
 
 const native = require('./platform.js').loadAddon()
 const errors = require('./errors.js')
-const { flatQuery } = require('./convert.js')
+const { flatQuery, jsonText } = require('./convert.js')
 const opts = require('./options.js')
 const webhooks = require('./webhooks.js')
+const operations = require('./operations.js')
 
 const { fromNative, callNative } = errors
 const { wholeNumber } = opts
@@ -233,7 +234,28 @@ class Tenant {
     const body = await withSignal(options.signal, (c) => this.#native.reportMetadata(category, reportId, c))
     return JSON.parse(body.toString('utf8'))
   }
+
+  // The operations by name (`tenant.crm.customers.getList(...)`, see operations.js).
+  [operations.SEND](name, params, body, signal, binary) {
+    let p, b
+    try {
+      p = jsonText(params, 'params')
+      b = jsonText(body, 'body')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const call = withSignal(signal, (c) => this.#native.operation(name, p, b, c))
+    return binary ? call : call.then((buffer) => decodeBody(buffer, 'call', name))
+  }
+
+  [operations.RECORDS](name, params, signal) {
+    const p = jsonText(params, 'params')
+    const stream = callNative(() => this.#native.operationRecords(name, p))
+    return new ExportFeed(PRIVATE, stream, signal)
+  }
 }
+
+operations.installModules(Tenant)
 
 /**
  * The record stream of a paged read (a list or an export feed), as an async iterator. Several
@@ -450,6 +472,11 @@ class Sandbox {
 
   resetStats() {
     callNative(() => this.#native.resetStats())
+  }
+
+  /** The operations the sandbox serves, as `'METHOD route-template'` (the keys of `stats().routes`). */
+  static implementedOperations() {
+    return native.NativeSandbox.implementedOperations()
   }
 
   /**

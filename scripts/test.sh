@@ -13,9 +13,14 @@ cargo fmt --all --check
 
 step "cargo clippy (every crate, every target, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+# The typed API modules are features, off by default: check them too.
+cargo clippy -p servicetitan --all-targets --features all-modules -- -D warnings
 
 step "Rust tests (engine and sandbox)"
 cargo test --workspace --exclude servicetitan-python --exclude servicetitan-node
+
+step "Rust typed API (every module)"
+cargo test -p servicetitan --features all-modules --test typed_api
 
 step "Python package"
 scripts/test-python.sh

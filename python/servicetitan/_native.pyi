@@ -4,6 +4,9 @@ from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mappi
 from datetime import date, datetime, time
 from typing import Any, Dict, List, Optional, Tuple, Union, final
 
+from .api import AsyncModules as _AsyncModules
+from .api import Modules as _Modules
+
 __all__ = [
     "AsyncClient",
     "AsyncRecords",
@@ -17,6 +20,7 @@ __all__ = [
     "__version__",
     "_after_fork_in_child",
     "_at_exit",
+    "_operations",
     "_panic_for_test",
     "error_codes",
     "settings",
@@ -98,8 +102,11 @@ class Client:
         """``requests``, ``retries``, ``token_fetches``, ``rate_limited`` and ``throttle_wait_s``."""
 
 @final
-class Tenant:
-    """One tenant of a :class:`Client`; paths are relative to it (``"crm/customers"``)."""
+class Tenant(_Modules):
+    """One tenant of a :class:`Client`; paths are relative to it (``"crm/customers"``).
+
+    Every documented operation is an attribute path: ``tenant.crm.customers.get_list(page_size=5)``.
+    """
 
     @property
     def id(self) -> int: ...
@@ -181,6 +188,17 @@ class Tenant:
         >>> [p["name"] for p in tenant.report_metadata("operations", 175)["parameters"] if p["isRequired"]]
         """
 
+    def call(self, operation: str, params: Optional[Mapping[str, Any]] = None, body: _JSON = None) -> Any:
+        """Calls the operation named ``operation`` (``"crm.customers.get_list"``) with its parameters
+        by their Python names: the answer (one page for a list), ``bytes`` for a file, the feed
+        (:class:`Records`) for an export.
+
+        >>> tenant.call("crm.customers.get", {"id": 42})["name"]
+        """
+
+    def records(self, operation: str, params: Optional[Mapping[str, Any]] = None) -> Records:
+        """Every record of a list operation (from its ``page``) or an export (from its ``since``)."""
+
 @final
 class Records:
     """The record stream of ``paginate()`` or ``export()``; iterate it.
@@ -238,8 +256,8 @@ class AsyncClient:
     def stats(self) -> Dict[str, Union[int, float]]: ...
 
 @final
-class AsyncTenant:
-    """One tenant of an :class:`AsyncClient`."""
+class AsyncTenant(_AsyncModules):
+    """One tenant of an :class:`AsyncClient`; ``await tenant.crm.customers.get_list(page_size=5)``."""
 
     @property
     def id(self) -> int: ...
@@ -289,6 +307,12 @@ class AsyncTenant:
 
     def report_metadata(self, category: str, report_id: int) -> Awaitable[Dict[str, Any]]:
         """>>> meta = await tenant.report_metadata("operations", 175)  # see Tenant.report_metadata"""
+
+    def call(self, operation: str, params: Optional[Mapping[str, Any]] = None, body: _JSON = None) -> Awaitable[Any]:
+        """Calls an operation by name (see :meth:`Tenant.call`), awaited."""
+
+    def records(self, operation: str, params: Optional[Mapping[str, Any]] = None) -> AsyncRecords:
+        """Every record of a list or export operation, as an async iterator."""
 
 @final
 class AsyncRecords:
@@ -353,6 +377,10 @@ class Sandbox:
         """An :class:`AsyncClient` for this sandbox."""
 
     def stats(self) -> Dict[str, Any]: ...
+    @staticmethod
+    def implemented_operations() -> List[str]:
+        """The operations the sandbox serves, as ``"METHOD route-template"``."""
+
     def reset_stats(self) -> None: ...
     def add_fault(self, **fault: Any) -> None:
         """Arms a fault: ``route``, ``method``, ``status``, ``count``, ``delay_ms``,
@@ -438,3 +466,6 @@ def error_codes() -> List[str]:
 
 def settings() -> List[Tuple[str, str]]:
     """``(keyword, environment variable)`` of every setting ``Client`` takes, from the engine's schema."""
+def _operations() -> List[Tuple[Tuple[str, ...], str, Tuple[str, ...]]]:
+    """Every operation: its name's parts, its kind (plain, list, export, binary) and the Python
+    names of its path parameters in path order."""

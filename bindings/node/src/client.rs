@@ -84,7 +84,7 @@ pub struct NativeClient {
 }
 
 /// The span a call runs in: routes its debug output to the client's logger, if it has one.
-fn call_span(logger: &Option<Arc<LoggerRegistration>>) -> tracing::Span {
+pub(crate) fn call_span(logger: &Option<Arc<LoggerRegistration>>) -> tracing::Span {
     logger.as_ref().map_or_else(tracing::Span::none, |l| l.span())
 }
 
@@ -227,8 +227,8 @@ fn pairs(flat: Option<Vec<String>>) -> Vec<(String, String)> {
 
 #[napi]
 pub struct NativeTenant {
-    inner: servicetitan::Tenant,
-    logger: Option<Arc<LoggerRegistration>>,
+    pub(crate) inner: servicetitan::Tenant,
+    pub(crate) logger: Option<Arc<LoggerRegistration>>,
 }
 
 /// A response body and the URL of the call it answers (the engine's, for decode errors).

@@ -10,6 +10,7 @@ mod error;
 mod guard;
 mod json;
 mod logging;
+mod operations;
 mod sandbox;
 mod stream;
 mod webhooks;

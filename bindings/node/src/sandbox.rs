@@ -69,6 +69,13 @@ impl NativeSandbox {
         self.with(|s| s.stats())
     }
 
+    /// The operations the sandbox serves, as `"METHOD route-template"` (the keys of the stats'
+    /// `routes`); other documented operations answer 404.
+    #[napi]
+    pub fn implemented_operations() -> Vec<String> {
+        servicetitan_sandbox::implemented_operations().into_iter().map(|(m, t)| format!("{m} {t}")).collect()
+    }
+
     #[napi]
     pub fn reset_stats(&self) -> napi::Result<()> {
         self.with(|s| s.reset_stats())

@@ -192,7 +192,7 @@ pub(crate) struct TenantCore {
 }
 
 impl TenantCore {
-    fn engine(&self) -> PyResult<servicetitan::Tenant> {
+    pub(crate) fn engine(&self) -> PyResult<servicetitan::Tenant> {
         self.engine.get(|| Ok(self.client.engine()?.tenant(self.credentials.clone())))
     }
 
@@ -517,6 +517,31 @@ impl Tenant {
         AsJson(metadata).into_pyobject(py)
     }
 
+    /// Calls the operation named `operation` (`crm.customers.get_list`) with `params` (its
+    /// parameters by their Python names) and `body`: the answer (one page for a list), bytes
+    /// for a file, the feed for an export. `tenant.crm.customers.get_list(...)` is the same call.
+    #[pyo3(signature = (operation, params=None, body=None))]
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        operation: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        body: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::panics::catch(|| crate::operations::call(py, &self.core, operation, params, body))
+    }
+
+    /// Every record of a list operation (from its `page`) or an export (from its `since`).
+    #[pyo3(signature = (operation, params=None))]
+    fn records(&self, operation: &str, params: Option<&Bound<'_, PyAny>>) -> PyResult<Records> {
+        crate::panics::catch(|| Ok(Records::new(crate::operations::records(&self.core, operation, params)?)))
+    }
+
+    /// `tenant.crm` and the other modules' operations.
+    fn __getattr__<'py>(slf: &Bound<'py, Self>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        crate::operations::module(slf.as_any(), name)
+    }
+
     fn __repr__(&self) -> String {
         self.core.repr("Tenant")
     }
@@ -761,6 +786,29 @@ impl AsyncTenant {
     ) -> PyResult<Bound<'py, PyAny>> {
         let tenant = self.core.engine()?;
         to_asyncio(py, async move { Ok(Outcome(tenant.report_metadata(&category, report_id).await.map(AsJson))) })
+    }
+
+    /// Calls an operation by name (see `Tenant.call`), awaited.
+    #[pyo3(signature = (operation, params=None, body=None))]
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        operation: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        body: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::panics::catch(|| crate::operations::call_async(py, &self.core, operation, params, body))
+    }
+
+    /// Every record of a list or export operation, as an async iterator (see `Tenant.records`).
+    #[pyo3(signature = (operation, params=None))]
+    fn records(&self, operation: &str, params: Option<&Bound<'_, PyAny>>) -> PyResult<AsyncRecords> {
+        crate::panics::catch(|| Ok(AsyncRecords::new(crate::operations::records(&self.core, operation, params)?)))
+    }
+
+    /// `tenant.crm` and the other modules' operations.
+    fn __getattr__<'py>(slf: &Bound<'py, Self>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        crate::operations::module(slf.as_any(), name)
     }
 
     fn __repr__(&self) -> String {

@@ -178,6 +178,13 @@ impl Sandbox {
         value_to_py(py, &stats)
     }
 
+    /// The operations the sandbox serves, as `"METHOD route-template"` (the keys of the stats'
+    /// `routes`); other documented operations answer 404.
+    #[staticmethod]
+    fn implemented_operations() -> Vec<String> {
+        servicetitan_sandbox::implemented_operations().into_iter().map(|(m, t)| format!("{m} {t}")).collect()
+    }
+
     /// Sets every counter of `stats()` back to zero.
     fn reset_stats(&self) -> PyResult<()> {
         self.with_server(|s| s.reset_stats())

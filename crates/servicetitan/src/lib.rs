@@ -53,6 +53,8 @@
 
 #![warn(missing_docs)]
 
+#[rustfmt::skip]
+pub mod api;
 pub mod auth;
 mod body;
 mod classify;
@@ -67,6 +69,7 @@ pub mod fuzzing;
 pub mod limit;
 pub mod log;
 pub mod margin;
+pub mod operations;
 mod paging;
 #[cfg(test)]
 mod properties;

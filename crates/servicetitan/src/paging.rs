@@ -730,13 +730,21 @@ pub struct Export<T> {
     path: String,
     since: Option<String>,
     params: Vec<(String, String)>,
+    /// The path already names the feed (`sales/estimates/export`): no `export/` is put in front.
+    exact_path: bool,
     _record: PhantomData<fn() -> T>,
 }
 
 impl<T> Export<T> {
     pub(crate) fn new(tenant: Tenant, path: String) -> Self {
         let _record = tenant.typed();
-        Export { tenant, path, since: None, params: Vec::new(), _record }
+        Export { tenant, path, since: None, params: Vec::new(), exact_path: false, _record }
+    }
+
+    /// Uses the path as given (an operation's own path), without putting `export/` in front.
+    pub(crate) fn exact_path(mut self) -> Self {
+        self.exact_path = true;
+        self
     }
 
     /// Where to start: a saved `continueFrom` token, or a date (`2026-01-01`). `None` (the
@@ -765,6 +773,7 @@ impl<T> Export<T> {
         let mut params = self.params;
         params.retain(|(k, _)| k != "from");
         let path = self.path;
+        let export = !self.exact_path;
         let first = Cursor::From(self.since);
         let fetch: FetchPage<P> = Arc::new(move |cursor| {
             let tenant = tenant.clone();
@@ -775,7 +784,7 @@ impl<T> Export<T> {
                 if let Some(from) = &from {
                     query.push(("from".into(), from.clone()));
                 }
-                let (bytes, url) = get_page(&tenant.inner, &path, true, query).await?;
+                let (bytes, url) = get_page(&tenant.inner, &path, export, query).await?;
                 let ExportDecoded { page, has_more, continue_from, empty } = decode_page(&bytes, &url)?;
                 // A page that moves neither the data nor the token would loop forever.
                 let progressed = !empty || (continue_from.is_some() && continue_from != from);

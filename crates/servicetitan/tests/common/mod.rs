@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a sandbox per test and a client pointed at it.
 #![allow(dead_code)]
 
+pub mod examples;
+
 use std::time::Duration;
 
 use serde_json::Value;
