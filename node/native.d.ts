@@ -65,6 +65,11 @@ export declare class NativeSandbox {
   config(): any
   /** What reached the server so far, as `GET /__sandbox/stats` answers. */
   stats(): any
+  /**
+   * The operations the sandbox serves, as `"METHOD route-template"` (the keys of the stats'
+   * `routes`); other documented operations answer 404.
+   */
+  static implementedOperations(): Array<string>
   resetStats(): void
   /** Arms a fault; `fault` is a sandbox `Fault` as JSON text (snake_case). */
   addFault(fault: string): void
@@ -113,6 +118,10 @@ export declare class NativeTenant {
    * (`{ id, name, description, parameters, fields }`).
    */
   reportMetadata(category: string, reportId: number, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** Calls an operation by name; resolves with the answer's bytes (one page, for a list). */
+  operation(name: string, params?: string | undefined | null, body?: string | undefined | null, canceller?: Canceller | undefined | null): Promise<Buffer>
+  /** Every record of a list operation (from its `page`) or an export (from its `since`). */
+  operationRecords(name: string, params?: string | undefined | null): NativeRecordStream
 }
 
 export declare class NativeWebhookReceiver {
