@@ -466,6 +466,7 @@ def error_codes() -> List[str]:
 
 def settings() -> List[Tuple[str, str]]:
     """``(keyword, environment variable)`` of every setting ``Client`` takes, from the engine's schema."""
+
 def _operations() -> List[Tuple[Tuple[str, ...], str, Tuple[str, ...]]]:
     """Every operation: its name's parts, its kind (plain, list, export, binary) and the Python
     names of its path parameters in path order."""
