@@ -21,7 +21,7 @@ timed() { local start=$SECONDS; "$@"; printf '   (%ss)\n' $((SECONDS - start)); 
 source scripts/python-venv.sh
 ensure_venv "$VENV" "$PYTHON"
 PY="$(cd "$VENV" && pwd)/bin/python"
-"$PY" -m pip install -q --disable-pip-version-check "pytest>=8" "ruff>=0.5" "mypy>=1.10"
+"$PY" -m pip install -q --disable-pip-version-check "pytest>=8" "ruff>=0.5" "mypy>=1.10" pyelftools  # pyelftools: the dist tests read ELF headers (and mypy checks them)
 pytest_packaging() { "$PY" -m pytest -q -c tests/packaging/pytest.ini "$@"; }
 
 if want versions; then
