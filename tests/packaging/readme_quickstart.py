@@ -3,7 +3,8 @@
     python tests/packaging/readme_quickstart.py README.md
 
 The ```python blocks run in order in one namespace, as python/tests/test_readme.py runs them for the
-development build; ```python real-credentials blocks (real credentials) are only compiled. Run it
+development build; blocks with a flag (```python real-credentials, ```python fastapi: real
+credentials, or packages a user adds) are only compiled. Run it
 from a folder outside the checkout, so that the installed package is what gets imported. Standard
 library only: it runs in a fresh virtualenv that holds nothing but the wheel.
 """
@@ -22,7 +23,7 @@ def main(readme: str) -> None:
     assert blocks, f"no ```python block in {readme}"
     for i, (flags, code) in enumerate(blocks):
         compiled = compile(code, f"{readme} block {i + 1}", "exec")
-        if flags.strip() != "real-credentials":
+        if flags.strip() == "":
             exec(compiled, namespace)
 
 
