@@ -206,6 +206,12 @@ pub fn resolve(global: &GlobalArgs) -> CliResult<Resolved> {
 /// Builds the client and picks the tenants, looking settings up in `env`.
 pub fn resolve_with(global: &GlobalArgs, env: Lookup) -> CliResult<Resolved> {
     let loaded = load_profile(global, &env)?;
+    resolve_profile(global, env, loaded)
+}
+
+/// Builds the client and picks the tenants from a profile the caller read itself (the Singer
+/// tap's JSON config), the flags and `env`; the TOML file is not read.
+pub fn resolve_profile(global: &GlobalArgs, env: Lookup, loaded: Option<(String, Profile)>) -> CliResult<Resolved> {
     let (profile_name, profile) = match loaded {
         Some((name, profile)) => (Some(name), profile),
         None => (None, Profile::default()),

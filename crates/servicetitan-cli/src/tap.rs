@@ -1,11 +1,30 @@
-//! `servicetitan tap`: a Singer tap.
+//! `servicetitan tap`: a Singer tap. SCHEMA, RECORD and STATE messages on standard output, one
+//! JSON object per line, for any Singer target and for Meltano.
+//!
+//! Each selected stream is synced for every tenant concurrently (each at its own rate budget), a
+//! page at a time: the page's records are written and flushed, then a STATE message with the
+//! feed's checkpoint after them, so a runner that saves the last STATE it read never skips a
+//! record it did not receive.
 
+mod catalog;
+mod settings;
+mod state;
+
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+use servicetitan::{Client, ExportPage, TenantCredentials};
 
-use crate::config::GlobalArgs;
+use crate::config::{self, GlobalArgs};
 use crate::exit::{CliError, CliResult};
+use catalog::{StreamShape, TENANT_FIELD};
+use settings::TapConfig;
+use state::State;
 
 /// `servicetitan tap --config FILE [--discover] [--catalog FILE] [--state FILE] [--about]`.
 ///
@@ -13,6 +32,13 @@ use crate::exit::{CliError, CliResult};
 /// `environment` (or `auth_url` and `api_url`), `tenants` (`[{"id", "client_id",
 /// "client_secret"}]`) and an optional `start_date`; `ST_*` variables fill what it leaves out.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    servicetitan tap --about\n  \
+    servicetitan tap --config tap.json --discover > catalog.json\n  \
+    servicetitan tap --config tap.json --catalog catalog.json --state state.json | target-jsonl\n\n\
+    The config (JSON): {\"app_key\": \"…\", \"environment\": \"production\", \"tenants\": [{\"id\": 1234567,\n\
+    \"client_id\": \"…\", \"client_secret\": \"…\"}], \"start_date\": \"2026-01-01T00:00:00Z\"}; ST_* variables\n\
+    fill what it leaves out. Every record carries _tenant_id when the config has several tenants.")]
 pub struct TapArgs {
     /// Print the catalog of every stream and exit.
     #[arg(long)]
@@ -30,6 +56,288 @@ pub struct TapArgs {
 
 /// Runs the tap.
 pub async fn run(global: &GlobalArgs, args: TapArgs) -> CliResult {
-    let _ = (global, args);
-    Err(CliError::failure("tap: not built yet"))
+    if args.about {
+        return print_json(&about());
+    }
+    let config = match &global.config {
+        Some(path) => TapConfig::read(path)?,
+        None => TapConfig::default(),
+    };
+    let env = config::process_env();
+    let multi_tenant = config.tenant_count(global, &env) > 1;
+    if args.discover {
+        return print_json(&catalog::discover(multi_tenant));
+    }
+    let shapes = match &args.catalog {
+        Some(path) => catalog::read_selection(path, multi_tenant)?,
+        None => crate::streams::all().into_iter().map(|s| StreamShape::new(s, multi_tenant)).collect(),
+    };
+    let state = match &args.state {
+        Some(path) => State::read(path)?,
+        None => State::default(),
+    };
+    let resolved = config.resolve(global, env)?;
+    let multi_tenant = resolved.tenants.len() > 1;
+    let shapes = if multi_tenant == shapes.first().is_some_and(|s| s.key_properties.iter().any(|k| k == TENANT_FIELD)) {
+        shapes
+    } else {
+        // `--tenant` narrowed the config's tenants: shape the streams for the tenants that remain.
+        rebuild(shapes, multi_tenant)
+    };
+    let sync = Sync {
+        client: resolved.client,
+        tenants: resolved.tenants,
+        start_date: config.start_date.clone(),
+        quiet: global.quiet,
+        out: Arc::new(Mutex::new(Output { writer: std::io::BufWriter::new(std::io::stdout()), state })),
+    };
+    sync.run(shapes).await
+}
+
+/// The stream shapes again for another number of tenants, keeping each one's deselected properties.
+fn rebuild(shapes: Vec<StreamShape>, multi_tenant: bool) -> Vec<StreamShape> {
+    shapes
+        .into_iter()
+        .map(|old| {
+            let mut shape = StreamShape::new(old.stream, multi_tenant);
+            if let Some(properties) = shape.schema.get_mut("properties").and_then(Value::as_object_mut) {
+                for name in &old.dropped {
+                    properties.remove(name);
+                }
+            }
+            shape.dropped = old.dropped;
+            shape
+        })
+        .collect()
+}
+
+/// What `--about` prints.
+fn about() -> Value {
+    let setting = |name: &str, kind: &str, label: &str, sensitive: bool| json!({"name": name, "kind": kind, "label": label, "sensitive": sensitive});
+    json!({
+        "name": "tap-servicetitan",
+        "description": "ServiceTitan export feeds (customers, jobs, invoices, ...) as Singer streams",
+        "version": env!("CARGO_PKG_VERSION"),
+        "capabilities": ["catalog", "discover", "state", "about"],
+        "settings": [
+            setting("app_key", "password", "App key (ST_APP_KEY)", true),
+            setting("environment", "options", "Environment: production or integration (ST_ENVIRONMENT)", false),
+            setting("auth_url", "string", "Token service URL, for a custom environment (ST_AUTH_URL)", false),
+            setting("api_url", "string", "API URL, for a custom environment (ST_API_URL)", false),
+            setting("tenants", "array", "Tenants: [{\"id\", \"client_id\", \"client_secret\"}]", true),
+            setting("start_date", "date_iso8601", "Where a stream without state starts", false),
+        ],
+        "settings_from_environment": ["ST_APP_KEY", "ST_ENVIRONMENT", "ST_AUTH_URL", "ST_API_URL", "ST_TENANT_ID", "ST_CLIENT_ID", "ST_CLIENT_SECRET"],
+    })
+}
+
+fn print_json(value: &Value) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| CliError::failure(format!("writing stdout: {e}")))?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Standard output and the state, behind one lock: a STATE message is written after the records
+/// it covers, and never between two records of a page.
+struct Output {
+    writer: std::io::BufWriter<std::io::Stdout>,
+    state: State,
+}
+
+impl Output {
+    fn line(&mut self, message: &Value) -> CliResult {
+        serde_json::to_writer(&mut self.writer, message)
+            .map_err(|e| CliError::failure(format!("writing stdout: {e}")))?;
+        self.writer.write_all(b"\n").map_err(stdout_error)
+    }
+
+    fn flush(&mut self) -> CliResult {
+        self.writer.flush().map_err(stdout_error)
+    }
+
+    fn emit_state(&mut self) -> CliResult {
+        let message = json!({"type": "STATE", "value": self.state.to_json()});
+        self.line(&message)?;
+        self.flush()
+    }
+}
+
+fn stdout_error(e: std::io::Error) -> CliError {
+    CliError::failure(format!("writing stdout: {e}"))
+}
+
+struct Sync {
+    client: Client,
+    tenants: Vec<TenantCredentials>,
+    start_date: Option<String>,
+    quiet: bool,
+    out: Arc<Mutex<Output>>,
+}
+
+/// How one stream of one tenant ended.
+struct Outcome {
+    records: u64,
+    error: Option<CliError>,
+}
+
+impl Sync {
+    async fn run(self, shapes: Vec<StreamShape>) -> CliResult {
+        let multi_tenant = self.tenants.len() > 1;
+        let mut failures: Vec<i32> = Vec::new();
+        let mut partitions = 0usize;
+        for shape in &shapes {
+            self.lock().line(&json!({
+                "type": "SCHEMA",
+                "stream": shape.stream.name,
+                "schema": shape.schema,
+                "key_properties": shape.key_properties,
+                "bookmark_properties": shape.replication_key.iter().collect::<Vec<_>>(),
+            }))?;
+            let runs = self.tenants.iter().map(|credentials| {
+                let tenant = multi_tenant.then(|| credentials.tenant_id());
+                self.sync_partition(shape, credentials.clone(), tenant)
+            });
+            for (credentials, outcome) in self.tenants.iter().zip(futures::future::join_all(runs).await) {
+                partitions += 1;
+                let id = credentials.tenant_id();
+                match outcome.error {
+                    None => self.log(format!("{}, tenant {id}: {} records", shape.stream.name, outcome.records)),
+                    Some(error) if error.message.starts_with("writing stdout") => return Err(error),
+                    Some(error) => {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "servicetitan: tap: {}, tenant {id}: {} (after {} records)",
+                            shape.stream.name,
+                            error.message,
+                            outcome.records
+                        );
+                        failures.push(error.code);
+                    }
+                }
+            }
+        }
+        // The final state, also when nothing moved (a runner keeps the bookmarks it was given).
+        self.lock().emit_state()?;
+        match failures.as_slice() {
+            [] => Ok(()),
+            [first, ..] if failures.len() == partitions && failures.iter().all(|c| c == first) => {
+                Err(CliError { code: *first, message: "tap: every stream failed (see above)".into() })
+            }
+            _ => Err(CliError::partial(format!(
+                "tap: {} of {partitions} stream syncs failed (see above); the others completed",
+                failures.len()
+            ))),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Output> {
+        // A panic while holding the lock ends the run anyway; the output is still usable.
+        self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn log(&self, line: String) {
+        if !self.quiet {
+            let _ = writeln!(std::io::stderr(), "servicetitan tap: {line}");
+        }
+    }
+
+    /// One stream of one tenant (`tenant` is `None` when the run has only one).
+    async fn sync_partition(
+        &self,
+        shape: &StreamShape,
+        credentials: TenantCredentials,
+        tenant: Option<i64>,
+    ) -> Outcome {
+        let mut records = 0u64;
+        let error = self.sync_pages(shape, credentials, tenant, &mut records).await.err();
+        Outcome { records, error }
+    }
+
+    async fn sync_pages(
+        &self,
+        shape: &StreamShape,
+        credentials: TenantCredentials,
+        tenant: Option<i64>,
+        records: &mut u64,
+    ) -> CliResult {
+        let tenant_id = credentials.tenant_id();
+        let name = shape.stream.name.as_str();
+        let start = self.lock().state.start(name, tenant, self.start_date.as_deref());
+        let mut call = self.client.tenant(credentials).operation(&shape.stream.operation_name());
+        if let Some(start) = start {
+            call = call.arg("since", start);
+        }
+        let mut pages = call.export::<Value>()?.pages();
+        let replication_key = shape.replication_key.as_deref();
+        while let Some(page) = pages.try_next().await? {
+            let ExportPage { data, continue_from, .. } = page;
+            let extracted = rfc3339_now();
+            let mut latest: Option<String> = None;
+            let mut out = self.lock();
+            for mut record in data {
+                if let Some(object) = record.as_object_mut() {
+                    for dropped in &shape.dropped {
+                        object.remove(dropped);
+                    }
+                    if let Some(value) = replication_key.and_then(|k| object.get(k)).and_then(Value::as_str) {
+                        if latest.as_deref().is_none_or(|l| value > l) {
+                            latest = Some(value.to_string());
+                        }
+                    }
+                    if tenant.is_some() {
+                        object.insert(TENANT_FIELD.to_string(), json!(tenant_id));
+                    }
+                }
+                out.line(&json!({"type": "RECORD", "stream": name, "record": record, "time_extracted": extracted}))?;
+                *records += 1;
+            }
+            // The records are on their way before the state that covers them.
+            out.flush()?;
+            out.state.advance(name, tenant, replication_key, latest.as_deref(), continue_from.as_deref());
+            out.emit_state()?;
+        }
+        Ok(())
+    }
+}
+
+/// Now as `2026-01-02T03:04:05.678Z`.
+fn rfc3339_now() -> String {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let (secs, ms) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_extracted_is_rfc3339_utc() {
+        let now = rfc3339_now();
+        assert_eq!(now.len(), 24, "{now}");
+        assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
+        assert!(now.as_str() > "2025-01-01", "{now}");
+    }
+
+    #[test]
+    fn about_lists_the_capabilities_and_settings() {
+        let about = about();
+        assert_eq!(about["capabilities"], json!(["catalog", "discover", "state", "about"]));
+        let names: Vec<&str> =
+            about["settings"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, settings::KEYS);
+    }
 }
