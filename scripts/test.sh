@@ -22,6 +22,9 @@ cargo test --workspace --exclude servicetitan-python --exclude servicetitan-node
 step "Rust typed API (every module)"
 cargo test -p servicetitan --features all-modules --test typed_api
 
+step "Singer tap with target-jsonl, target-csv and meltano from PyPI"
+scripts/test-singer.sh
+
 step "Python package"
 scripts/test-python.sh
 

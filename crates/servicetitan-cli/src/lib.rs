@@ -91,7 +91,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(tap_alias(args.into_iter().map(Into::into).collect())) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are "errors" that print to stdout and exit with 0.
@@ -115,6 +115,16 @@ where
             exit::FAILURE
         }
     }
+}
+
+/// Called by the name `tap-servicetitan` (a link to the binary), the command is the Singer tap:
+/// runners such as Meltano start an extractor as `EXECUTABLE --config FILE ...`.
+fn tap_alias(mut args: Vec<OsString>) -> Vec<OsString> {
+    let called = args.first().and_then(|program| std::path::Path::new(program).file_stem().map(|s| s.to_os_string()));
+    if called.is_some_and(|name| name == "tap-servicetitan") {
+        args.insert(1.min(args.len()), OsString::from("tap"));
+    }
+    args
 }
 
 fn dispatch(cli: Cli) -> CliResult {

@@ -10,6 +10,7 @@ mod catalog;
 mod settings;
 mod state;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -70,7 +71,11 @@ pub async fn run(global: &GlobalArgs, args: TapArgs) -> CliResult {
     }
     let shapes = match &args.catalog {
         Some(path) => catalog::read_selection(path, multi_tenant)?,
-        None => crate::streams::all().into_iter().map(|s| StreamShape::new(s, multi_tenant)).collect(),
+        None => crate::streams::all()
+            .into_iter()
+            .map(|s| StreamShape::new(s, multi_tenant))
+            .filter(StreamShape::documented)
+            .collect(),
     };
     let state = match &args.state {
         Some(path) => State::read(path)?,
@@ -271,6 +276,10 @@ impl Sync {
         }
         let mut pages = call.export::<Value>()?.pages();
         let replication_key = shape.replication_key.as_deref();
+        // A record keeps the fields its schema lists (a validating target refuses others); the
+        // fields the API sends beyond the specs are named once per run.
+        let fields = shape.fields();
+        let mut undescribed: BTreeSet<String> = BTreeSet::new();
         while let Some(page) = pages.try_next().await? {
             let ExportPage { data, continue_from, .. } = page;
             let extracted = rfc3339_now();
@@ -278,8 +287,16 @@ impl Sync {
             let mut out = self.lock();
             for mut record in data {
                 if let Some(object) = record.as_object_mut() {
-                    for dropped in &shape.dropped {
-                        object.remove(dropped);
+                    if let Some(fields) = &fields {
+                        object.retain(|name, _| {
+                            if fields.contains(name) {
+                                return true;
+                            }
+                            if !shape.dropped.contains(name) && !undescribed.contains(name) {
+                                undescribed.insert(name.clone());
+                            }
+                            false
+                        });
                     }
                     if let Some(value) = replication_key.and_then(|k| object.get(k)).and_then(Value::as_str) {
                         if latest.as_deref().is_none_or(|l| value > l) {
@@ -297,6 +314,10 @@ impl Sync {
             out.flush()?;
             out.state.advance(name, tenant, replication_key, latest.as_deref(), continue_from.as_deref());
             out.emit_state()?;
+        }
+        if !undescribed.is_empty() {
+            let names: Vec<String> = undescribed.into_iter().collect();
+            self.log(format!("{name}: left out fields the API's schema does not describe: {}", names.join(", ")));
         }
         Ok(())
     }

@@ -320,3 +320,49 @@ fn config_mistakes_exit_2_with_one_line_naming_the_key() {
     let output = tap(&h, &h.dir.join("missing.json"), &["--discover"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn streams_the_specs_do_not_describe_are_synced_only_when_selected() {
+    let h = Harness::new(2);
+    let config = write_config(&h, "tap.json", &[1001, 1002], json!({}));
+    let discovered: Value = serde_json::from_slice(&tap(&h, &config, &["--discover"]).stdout).unwrap();
+    for entry in discovered["streams"].as_array().unwrap() {
+        let by_default = &entry["metadata"][0]["metadata"]["selected-by-default"];
+        let undescribed = entry["tap_stream_id"].as_str().unwrap().starts_with("salestech_opportunities");
+        assert_eq!(by_default, &json!(!undescribed), "{}", entry["tap_stream_id"]);
+    }
+
+    // Without a catalog: every described stream, for both tenants.
+    let output = tap(&h, &config, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let all = messages(&output);
+    let schemas = of_type(&all, "SCHEMA");
+    assert_eq!(schemas.len(), 52);
+    assert!(schemas.iter().all(|s| !s["stream"].as_str().unwrap().starts_with("salestech_opportunities")));
+    assert_eq!(records(&all, "jpm_jobs").len(), 4);
+
+    // Selected, such a stream's records go as the API sends them.
+    let catalog = catalog(&h, &["salestech_opportunities"]);
+    let output = tap(&h, &config, &["--catalog", catalog.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let all = messages(&output);
+    let opportunities = records(&all, "salestech_opportunities");
+    assert_eq!(opportunities.len(), 4);
+    assert!(opportunities.iter().all(|r| r.get("id").is_some() && r.get("_tenant_id").is_some()), "{opportunities:?}");
+}
+
+/// Runners start an extractor as `EXECUTABLE --config FILE ...`: by the name `tap-servicetitan`,
+/// the binary is the tap.
+#[cfg(unix)]
+#[test]
+fn called_tap_servicetitan_the_binary_is_the_tap() {
+    let h = Harness::new(2);
+    let link = h.dir.join("tap-servicetitan");
+    std::os::unix::fs::symlink(common::binary(), &link).unwrap();
+    let config = write_config(&h, "tap.json", &[1001], json!({}));
+    let catalog = catalog(&h, &["crm_customers"]);
+    let output = run(std::process::Command::new(&link).arg("--config").arg(&config).arg("--catalog").arg(&catalog));
+    h.assert_no_secret(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(records(&messages(&output), "crm_customers").len(), 2);
+}

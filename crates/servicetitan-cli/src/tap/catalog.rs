@@ -23,7 +23,7 @@ pub struct StreamShape {
     pub key_properties: Vec<String>,
     /// The replication key, if the records have one.
     pub replication_key: Option<String>,
-    /// Top-level properties to leave out of records (deselected in the catalog).
+    /// Top-level properties deselected in the catalog (already left out of `schema`).
     pub dropped: BTreeSet<String>,
 }
 
@@ -46,6 +46,19 @@ impl StreamShape {
         StreamShape { stream, schema, key_properties, replication_key, dropped: BTreeSet::new() }
     }
 
+    /// Whether the specs describe the records (two feeds document no answer at all): an
+    /// undescribed stream is synced only when a catalog selects it, and its records go as they come.
+    pub fn documented(&self) -> bool {
+        schema::record_schema(&self.stream.name)
+            .and_then(|s| s["properties"].as_object())
+            .is_some_and(|p| !p.is_empty())
+    }
+
+    /// The top-level fields a record may carry, when the schema lists them.
+    pub fn fields(&self) -> Option<BTreeSet<String>> {
+        self.documented().then(|| self.property_names().into_iter().collect())
+    }
+
     /// Properties that are always sent (keys and the replication key).
     fn automatic(&self, property: &str) -> bool {
         self.key_properties.iter().any(|k| k == property) || self.replication_key.as_deref() == Some(property)
@@ -61,7 +74,7 @@ impl StreamShape {
             "breadcrumb": [],
             "metadata": {
                 "inclusion": "available",
-                "selected-by-default": true,
+                "selected-by-default": self.documented(),
                 "table-key-properties": self.key_properties,
                 "valid-replication-keys": self.replication_key.iter().collect::<Vec<_>>(),
                 "forced-replication-method": "INCREMENTAL",
@@ -110,7 +123,7 @@ impl StreamShape {
     }
 }
 
-/// The catalog `--discover` prints: every stream.
+/// The catalog `--discover` prints: every stream, those the specs describe selected by default.
 pub fn discover(multi_tenant: bool) -> Value {
     let streams: Vec<Value> =
         streams::all().into_iter().map(|s| StreamShape::new(s, multi_tenant).catalog_entry()).collect();
