@@ -251,6 +251,15 @@ fn several_tenants_tag_records_and_keep_a_partition_each() {
     let again = tap(&h, &config, &["--catalog", catalog, "--state", state_file.to_str().unwrap()]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(records(&messages(&again), "crm_customers").is_empty());
+
+    // `--tenant` narrows the config to one tenant: a one-tenant run, without `_tenant_id`.
+    let one = tap(&h, &config, &["--tenant", "1002", "--catalog", catalog]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let one = messages(&one);
+    assert_eq!(of_type(&one, "SCHEMA")[0]["key_properties"], json!(["id"]));
+    let customers = records(&one, "crm_customers");
+    assert_eq!(customers.len(), 6);
+    assert!(customers.iter().all(|r| r.get("_tenant_id").is_none()));
 }
 
 #[test]
