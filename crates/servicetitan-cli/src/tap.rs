@@ -65,10 +65,13 @@ pub async fn run(global: &GlobalArgs, args: TapArgs) -> CliResult {
         None => TapConfig::default(),
     };
     let env = config::process_env();
-    let multi_tenant = config.tenant_count(global, &env) > 1;
     if args.discover {
-        return print_json(&catalog::discover(multi_tenant));
+        // Discovery needs no credentials: only how many tenants a run has.
+        return print_json(&catalog::discover(config.tenant_count(global, &env) > 1));
     }
+    let resolved = config.resolve(global, env)?;
+    // `--tenant` may narrow the config's tenants: the streams are shaped for those that remain.
+    let multi_tenant = resolved.tenants.len() > 1;
     let shapes = match &args.catalog {
         Some(path) => catalog::read_selection(path, multi_tenant)?,
         None => crate::streams::all()
@@ -81,14 +84,6 @@ pub async fn run(global: &GlobalArgs, args: TapArgs) -> CliResult {
         Some(path) => State::read(path)?,
         None => State::default(),
     };
-    let resolved = config.resolve(global, env)?;
-    let multi_tenant = resolved.tenants.len() > 1;
-    let shapes = if multi_tenant == shapes.first().is_some_and(|s| s.key_properties.iter().any(|k| k == TENANT_FIELD)) {
-        shapes
-    } else {
-        // `--tenant` narrowed the config's tenants: shape the streams for the tenants that remain.
-        rebuild(shapes, multi_tenant)
-    };
     let sync = Sync {
         client: resolved.client,
         tenants: resolved.tenants,
@@ -97,23 +92,6 @@ pub async fn run(global: &GlobalArgs, args: TapArgs) -> CliResult {
         out: Arc::new(Mutex::new(Output { writer: std::io::BufWriter::new(std::io::stdout()), state })),
     };
     sync.run(shapes).await
-}
-
-/// The stream shapes again for another number of tenants, keeping each one's deselected properties.
-fn rebuild(shapes: Vec<StreamShape>, multi_tenant: bool) -> Vec<StreamShape> {
-    shapes
-        .into_iter()
-        .map(|old| {
-            let mut shape = StreamShape::new(old.stream, multi_tenant);
-            if let Some(properties) = shape.schema.get_mut("properties").and_then(Value::as_object_mut) {
-                for name in &old.dropped {
-                    properties.remove(name);
-                }
-            }
-            shape.dropped = old.dropped;
-            shape
-        })
-        .collect()
 }
 
 /// What `--about` prints.
