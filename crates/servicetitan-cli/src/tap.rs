@@ -162,7 +162,21 @@ struct Sync {
 /// How one stream of one tenant ended.
 struct Outcome {
     records: u64,
-    error: Option<CliError>,
+    error: Option<Stop>,
+}
+
+/// Why a stream's sync stopped early.
+enum Stop {
+    /// Standard output failed (the target exited): the whole run stops.
+    Output(CliError),
+    /// The API or the network failed this stream of this tenant: the others go on.
+    Source(CliError),
+}
+
+impl From<servicetitan::Error> for Stop {
+    fn from(error: servicetitan::Error) -> Self {
+        Stop::Source(error.into())
+    }
 }
 
 impl Sync {
@@ -187,8 +201,8 @@ impl Sync {
                 let id = credentials.tenant_id();
                 match outcome.error {
                     None => self.log(format!("{}, tenant {id}: {} records", shape.stream.name, outcome.records)),
-                    Some(error) if error.message.starts_with("writing stdout") => return Err(error),
-                    Some(error) => {
+                    Some(Stop::Output(error)) => return Err(error),
+                    Some(Stop::Source(error)) => {
                         let _ = writeln!(
                             std::io::stderr(),
                             "servicetitan: tap: {}, tenant {id}: {} (after {} records)",
@@ -244,7 +258,7 @@ impl Sync {
         credentials: TenantCredentials,
         tenant: Option<i64>,
         records: &mut u64,
-    ) -> CliResult {
+    ) -> Result<(), Stop> {
         let tenant_id = credentials.tenant_id();
         let name = shape.stream.name.as_str();
         let start = self.lock().state.start(name, tenant, self.start_date.as_deref());
@@ -285,13 +299,14 @@ impl Sync {
                         object.insert(TENANT_FIELD.to_string(), json!(tenant_id));
                     }
                 }
-                out.line(&json!({"type": "RECORD", "stream": name, "record": record, "time_extracted": extracted}))?;
+                out.line(&json!({"type": "RECORD", "stream": name, "record": record, "time_extracted": extracted}))
+                    .map_err(Stop::Output)?;
                 *records += 1;
             }
             // The records are on their way before the state that covers them.
-            out.flush()?;
+            out.flush().map_err(Stop::Output)?;
             out.state.advance(name, tenant, replication_key, latest.as_deref(), continue_from.as_deref());
-            out.emit_state()?;
+            out.emit_state().map_err(Stop::Output)?;
         }
         if !undescribed.is_empty() {
             let names: Vec<String> = undescribed.into_iter().collect();
