@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 source scripts/python-venv.sh
 
-# Versions known to work together with Python 3.11 (target-jsonl's old singer-python needs <= 3.11).
+# Versions checked to work here with Python 3.11 (target-jsonl also with 3.12).
 TARGET_JSONL="target-jsonl==0.1.4"
 TARGET_CSV="meltanolabs-target-csv==0.5.0"
 MELTANO="meltano==4.4.1"
@@ -22,7 +22,7 @@ PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 VENVS="${SINGER_VENVS:-.venv-singer}"
 STARTED=$(date +%s)
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== [%ss] %s\n' "$(($(date +%s) - STARTED))" "$*"; }
 fail() { printf 'test-singer: FAILED: %s\n' "$*" >&2; exit 1; }
 
 step "building servicetitan and servicetitan-sandbox"

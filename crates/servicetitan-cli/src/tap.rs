@@ -1,10 +1,10 @@
 //! `servicetitan tap`: a Singer tap. SCHEMA, RECORD and STATE messages on standard output, one
 //! JSON object per line, for any Singer target and for Meltano.
 //!
-//! Each selected stream is synced for every tenant concurrently (each at its own rate budget), a
-//! page at a time: the page's records are written and flushed, then a STATE message with the
-//! feed's checkpoint after them, so a runner that saves the last STATE it read never skips a
-//! record it did not receive.
+//! A few streams at a time, each for every tenant concurrently (each tenant at its own rate
+//! budget), a page at a time: the page's records are written and flushed, then a STATE message
+//! with the feed's checkpoint after them, so a runner that saves the last STATE it read never
+//! skips a record it did not receive. Streams interleave; a stream's SCHEMA precedes its records.
 
 mod catalog;
 mod settings;
@@ -17,15 +17,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
-use servicetitan::{Client, ExportPage, TenantCredentials};
+use servicetitan::{ExportPage, Tenant};
 
 use crate::config::{self, GlobalArgs};
 use crate::exit::{CliError, CliResult};
 use catalog::{StreamShape, TENANT_FIELD};
 use settings::TapConfig;
 use state::State;
+
+/// How many streams are synced at once.
+const STREAMS_AT_ONCE: usize = 4;
 
 /// `servicetitan tap --config FILE [--discover] [--catalog FILE] [--state FILE] [--about]`.
 ///
@@ -85,8 +88,8 @@ pub async fn run(global: &GlobalArgs, args: TapArgs) -> CliResult {
         None => State::default(),
     };
     let sync = Sync {
-        client: resolved.client,
-        tenants: resolved.tenants,
+        // One `Tenant` per tenant for the whole run: its token serves every stream.
+        tenants: resolved.tenants.into_iter().map(|credentials| resolved.client.tenant(credentials)).collect(),
         start_date: config.start_date.clone(),
         quiet: global.quiet,
         out: Arc::new(Mutex::new(Output { writer: std::io::BufWriter::new(std::io::stdout()), state })),
@@ -152,8 +155,7 @@ fn stdout_error(e: std::io::Error) -> CliError {
 }
 
 struct Sync {
-    client: Client,
-    tenants: Vec<TenantCredentials>,
+    tenants: Vec<Tenant>,
     start_date: Option<String>,
     quiet: bool,
     out: Arc<Mutex<Output>>,
@@ -181,24 +183,16 @@ impl From<servicetitan::Error> for Stop {
 
 impl Sync {
     async fn run(self, shapes: Vec<StreamShape>) -> CliResult {
-        let multi_tenant = self.tenants.len() > 1;
         let mut failures: Vec<i32> = Vec::new();
         let mut partitions = 0usize;
-        for shape in &shapes {
-            self.lock().line(&json!({
-                "type": "SCHEMA",
-                "stream": shape.stream.name,
-                "schema": shape.schema,
-                "key_properties": shape.key_properties,
-                "bookmark_properties": shape.replication_key.iter().collect::<Vec<_>>(),
-            }))?;
-            let runs = self.tenants.iter().map(|credentials| {
-                let tenant = multi_tenant.then(|| credentials.tenant_id());
-                self.sync_partition(shape, credentials.clone(), tenant)
-            });
-            for (credentials, outcome) in self.tenants.iter().zip(futures::future::join_all(runs).await) {
+        // A few streams at once: a page's wait for the network overlaps another's; each tenant's
+        // rate budget still holds, as every call goes through its limiter.
+        let mut streams =
+            futures::stream::iter(shapes.iter().map(|shape| self.sync_stream(shape))).buffer_unordered(STREAMS_AT_ONCE);
+        while let Some(synced) = streams.next().await {
+            let (shape, outcomes) = synced?;
+            for (id, outcome) in outcomes {
                 partitions += 1;
-                let id = credentials.tenant_id();
                 match outcome.error {
                     None => self.log(format!("{}, tenant {id}: {} records", shape.stream.name, outcome.records)),
                     Some(Stop::Output(error)) => return Err(error),
@@ -215,6 +209,7 @@ impl Sync {
                 }
             }
         }
+        drop(streams);
         // The final state, also when nothing moved (a runner keeps the bookmarks it was given).
         self.lock().emit_state()?;
         match failures.as_slice() {
@@ -229,6 +224,21 @@ impl Sync {
         }
     }
 
+    /// One stream: its SCHEMA, then every tenant's records concurrently.
+    async fn sync_stream<'a>(&self, shape: &'a StreamShape) -> CliResult<(&'a StreamShape, Vec<(i64, Outcome)>)> {
+        self.lock().line(&json!({
+            "type": "SCHEMA",
+            "stream": shape.stream.name,
+            "schema": shape.schema,
+            "key_properties": shape.key_properties,
+            "bookmark_properties": shape.replication_key.iter().collect::<Vec<_>>(),
+        }))?;
+        let multi_tenant = self.tenants.len() > 1;
+        let runs = self.tenants.iter().map(|tenant| self.sync_partition(shape, tenant, multi_tenant));
+        let outcomes = futures::future::join_all(runs).await;
+        Ok((shape, self.tenants.iter().map(Tenant::id).zip(outcomes).collect()))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Output> {
         // A panic while holding the lock ends the run anyway; the output is still usable.
         self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -240,29 +250,25 @@ impl Sync {
         }
     }
 
-    /// One stream of one tenant (`tenant` is `None` when the run has only one).
-    async fn sync_partition(
-        &self,
-        shape: &StreamShape,
-        credentials: TenantCredentials,
-        tenant: Option<i64>,
-    ) -> Outcome {
+    /// One stream of one tenant: a partition of the state when the run has several tenants.
+    async fn sync_partition(&self, shape: &StreamShape, tenant: &Tenant, multi_tenant: bool) -> Outcome {
         let mut records = 0u64;
-        let error = self.sync_pages(shape, credentials, tenant, &mut records).await.err();
+        let partition = multi_tenant.then(|| tenant.id());
+        let error = self.sync_pages(shape, tenant, partition, &mut records).await.err();
         Outcome { records, error }
     }
 
     async fn sync_pages(
         &self,
         shape: &StreamShape,
-        credentials: TenantCredentials,
+        source: &Tenant,
         tenant: Option<i64>,
         records: &mut u64,
     ) -> Result<(), Stop> {
-        let tenant_id = credentials.tenant_id();
+        let tenant_id = source.id();
         let name = shape.stream.name.as_str();
         let start = self.lock().state.start(name, tenant, self.start_date.as_deref());
-        let mut call = self.client.tenant(credentials).operation(&shape.stream.operation_name());
+        let mut call = source.operation(&shape.stream.operation_name());
         if let Some(start) = start {
             call = call.arg("since", start);
         }
