@@ -109,8 +109,6 @@ impl TapConfig {
             "ST_AUTH_URL" if endpoint_in_file => file.auth_url.clone(),
             "ST_API_URL" if endpoint_in_file => file.api_url.clone(),
             "ST_TENANT_ID" | "ST_CLIENT_ID" | "ST_CLIENT_SECRET" if tenants_in_file => None,
-            // The tap's own config is the only file: no TOML profile is looked for.
-            "ST_PROFILE" => None,
             _ => env(name),
         });
         let profile = Profile { tenants: self.tenants.clone().unwrap_or_default(), ..Profile::default() };
