@@ -33,8 +33,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gen_catalogue  # noqa: E402  (the spec loader)
-import gen_operations  # noqa: E402  (module names, `$ref` resolution, operation kinds)
+import gen_catalogue  # the spec loader
+import gen_operations  # module names, `$ref` resolution, operation kinds
 
 REPO_ROOT = gen_operations.REPO_ROOT
 OUT = os.path.join(REPO_ROOT, "crates", "servicetitan-cli", "src", "schema.json")
@@ -81,7 +81,7 @@ class Inliner:
                 # A schema that contains itself: the inner occurrence stays an untyped object.
                 out = {"type": "object"}
             else:
-                out = self.inline(self.schemas[ref], seen + (ref,))
+                out = self.inline(self.schemas[ref], (*seen, ref))
         else:
             wrapped = [k for k in ("oneOf", "allOf", "anyOf") if len(schema.get(k) or ()) == 1]
             if wrapped:
@@ -123,7 +123,7 @@ def with_null(schema):
         return out  # no type: anything, null included
     kinds = kind if isinstance(kind, list) else [kind]
     if "null" not in kinds:
-        out["type"] = kinds + ["null"]
+        out["type"] = [*kinds, "null"]
     if "enum" in out and None not in out["enum"]:
         out["enum"] = out["enum"] + [None]
     return out
@@ -140,7 +140,7 @@ def build(catalogue):
             continue
         name = stream_name(cat, op)
         if name in streams:
-            raise SystemExit("two export operations are named %s" % name)
+            raise SystemExit(f"two export operations are named {name}")
         success = cat.success(op)
         # Singer targets want `properties` in every stream's schema, even an empty one.
         record = {"properties": {}, "type": "object"}
@@ -148,7 +148,7 @@ def build(catalogue):
             answer = cat.resolve(success[1])
             data = (answer.get("properties") or {}).get("data")
             if data is None or "items" not in cat.resolve(data):
-                raise SystemExit("%s: the export answer has no `data` list" % name)
+                raise SystemExit(f"{name}: the export answer has no `data` list")
             record = inliner.inline(cat.resolve(data)["items"])
         # Otherwise the spec documents no success answer: a record is any object.
         properties = record.get("properties", {})
@@ -159,7 +159,7 @@ def build(catalogue):
             replication = "modifiedOn" if "modifiedOn" in properties else None
         for field in keys + ([replication] if replication else []):
             if properties and field not in properties:
-                raise SystemExit("%s: key field %s is not a record property" % (name, field))
+                raise SystemExit(f"{name}: key field {field} is not a record property")
         streams[name] = {
             "operation": op["id"],
             "key_properties": keys,
@@ -171,6 +171,7 @@ def build(catalogue):
 
 def render(streams):
     """One stream per line, so that diffs stay readable."""
+
     def dump(value):
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
@@ -186,11 +187,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--specs", help="directory of the official OpenAPI *.json specs (default: $ST_OPENAPI_DIR)")
-    source.add_argument("--catalogue", nargs="?", const=gen_operations.CATALOGUE,
-                        help="read the sandbox catalogue generated from the specs instead")
+    source.add_argument(
+        "--catalogue",
+        nargs="?",
+        const=gen_operations.CATALOGUE,
+        help="read the sandbox catalogue generated from the specs instead",
+    )
     parser.add_argument("--out", default=OUT, help="file to write (or check)")
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if --out differs from what would be generated")
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if --out differs from what would be generated"
+    )
     args = parser.parse_args(argv)
 
     if args.catalogue:
@@ -202,7 +208,7 @@ def main(argv=None):
         if not specs:
             parser.error("give the specs directory (--specs DIR or ST_OPENAPI_DIR), or --catalogue")
         if not os.path.isdir(specs):
-            parser.error("no specs directory at %s" % specs)
+            parser.error(f"no specs directory at {specs}")
         catalogue = gen_catalogue.build(specs)
         source_name = "the specs in " + specs
 
@@ -216,15 +222,18 @@ def main(argv=None):
         except FileNotFoundError:
             current = None
         if current != text:
-            print("%s is out of date with %s; run: python3 tools/gen_streams.py"
-                  % (os.path.relpath(args.out), source_name), file=sys.stderr)
+            print(
+                f"{os.path.relpath(args.out)} is out of date with {source_name}; run: python3 tools/gen_streams.py",
+                file=sys.stderr,
+            )
             return 1
-        print("%s is up to date with %s" % (os.path.relpath(args.out), source_name))
+        print(f"{os.path.relpath(args.out)} is up to date with {source_name}")
         return 0
 
     with open(args.out, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
-    print("wrote %s from %s (%d bytes)" % (os.path.relpath(args.out), source_name, len(text.encode("utf-8"))))
+    size = len(text.encode("utf-8"))
+    print(f"wrote {os.path.relpath(args.out)} from {source_name} ({size} bytes)")
     return 0
 
 
