@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 source scripts/python-venv.sh
 
-# Versions checked to work here with Python 3.11 (target-jsonl also with 3.12).
+# Versions checked to work together here with Python 3.11 and 3.12.
 TARGET_JSONL="target-jsonl==0.1.4"
 TARGET_CSV="meltanolabs-target-csv==0.5.0"
 MELTANO="meltano==4.4.1"
