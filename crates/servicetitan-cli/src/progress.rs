@@ -190,6 +190,10 @@ impl Progress {
         if let Some(handle) = handle {
             let _ = handle.await;
         }
+        if self.multi.is_some() {
+            // The finished bars stay on screen; what follows starts on a line of its own.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), b"\n");
+        }
     }
 
     /// Every task shown, in the order started.
