@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod exit;
+pub mod schema;
 pub mod streams;
 
 mod call;
