@@ -142,7 +142,8 @@ def build(catalogue):
         if name in streams:
             raise SystemExit("two export operations are named %s" % name)
         success = cat.success(op)
-        record = {"type": "object"}
+        # Singer targets want `properties` in every stream's schema, even an empty one.
+        record = {"properties": {}, "type": "object"}
         if success and success[1] is not None:
             answer = cat.resolve(success[1])
             data = (answer.get("properties") or {}).get("data")
