@@ -292,9 +292,10 @@ impl PageRecords {
     }
 }
 
-/// The columns of a stream for CSV and Parquet, from its record schema when there is one.
-fn schema_columns(_stream: &Stream) -> Option<Columns> {
-    None
+/// The columns of a stream for CSV and Parquet, from its record schema when the specs describe
+/// its records (else the first page gives them).
+fn schema_columns(stream: &Stream) -> Option<Columns> {
+    crate::schema::record_schema(&stream.name).map(Columns::from_schema).filter(|c| !c.is_empty())
 }
 
 fn make_sink(run: &Run, stream: &Stream, tenant: i64, out: Destination) -> Box<dyn Sink> {

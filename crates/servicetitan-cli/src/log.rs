@@ -58,11 +58,6 @@ impl Logger {
         level <= self.level
     }
 
-    /// Whether lines are JSON objects.
-    pub fn json(&self) -> bool {
-        self.format == LogFormat::Json
-    }
-
     /// Writes one line: `message` for people, `event` and `fields` for machines (the JSON form
     /// carries `time`, `level`, `event`, `message` and the fields).
     pub fn log(&self, level: Level, event: &str, message: &str, fields: &[(&str, Value)]) {
@@ -93,24 +88,9 @@ impl Logger {
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
-    /// An error line.
-    pub fn error(&self, event: &str, message: &str, fields: &[(&str, Value)]) {
-        self.log(Level::Error, event, message, fields)
-    }
-
-    /// A warning line.
-    pub fn warn(&self, event: &str, message: &str, fields: &[(&str, Value)]) {
-        self.log(Level::Warn, event, message, fields)
-    }
-
     /// An info line.
     pub fn info(&self, event: &str, message: &str, fields: &[(&str, Value)]) {
         self.log(Level::Info, event, message, fields)
-    }
-
-    /// A detail line (`--verbose`).
-    pub fn debug(&self, event: &str, message: &str, fields: &[(&str, Value)]) {
-        self.log(Level::Debug, event, message, fields)
     }
 }
 

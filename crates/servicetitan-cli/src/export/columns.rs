@@ -203,7 +203,19 @@ fn schema_columns(schema: &Value, prefix: &mut String, columns: &mut Columns) {
 /// Calls `leaf` with each dotted name and value of a record: objects are walked into, anything
 /// else (arrays included) is a leaf. An empty object is a null leaf.
 pub fn walk(value: &Value, prefix: &mut String, leaf: &mut impl FnMut(&str, &Value)) {
+    walk_until(value, prefix, &|_| false, leaf)
+}
+
+/// [`walk`], but an object whose dotted name `stop` accepts is a leaf (a column the schema
+/// types as an object without properties holds the object as JSON text).
+pub fn walk_until(
+    value: &Value,
+    prefix: &mut String,
+    stop: &impl Fn(&str) -> bool,
+    leaf: &mut impl FnMut(&str, &Value),
+) {
     match value {
+        Value::Object(_) if !prefix.is_empty() && stop(prefix) => leaf(prefix, value),
         Value::Object(map) if !map.is_empty() => {
             for (name, inner) in map {
                 let before = prefix.len();
@@ -211,7 +223,7 @@ pub fn walk(value: &Value, prefix: &mut String, leaf: &mut impl FnMut(&str, &Val
                     prefix.push('.');
                 }
                 prefix.push_str(name);
-                walk(inner, prefix, leaf);
+                walk_until(inner, prefix, stop, leaf);
                 prefix.truncate(before);
             }
         }

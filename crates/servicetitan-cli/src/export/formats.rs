@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use super::columns::{cell_text, walk, Columns, TENANT_COLUMN};
+use super::columns::{cell_text, walk_until, Columns, TENANT_COLUMN};
 use super::output::Destination;
 
 /// A format's writer.
@@ -119,7 +119,8 @@ impl Layout {
             cell(at, &Value::from(tenant));
         }
         let left_out = &mut self.left_out;
-        walk(record, &mut String::new(), &mut |name, value| match columns.position(name) {
+        let is_column = |name: &str| columns.position(name).is_some();
+        walk_until(record, &mut String::new(), &is_column, &mut |name, value| match columns.position(name) {
             Some(at) => cell(at, value),
             None => {
                 if !value.is_null() && left_out.len() < 100 {

@@ -33,11 +33,6 @@ impl AtomicFile {
         })
     }
 
-    /// The name it will have.
-    pub fn path(&self) -> &Path {
-        &self.final_path
-    }
-
     /// Flushes, fsyncs, renames to the final name and fsyncs the directory: after this returns,
     /// the file is there whole even if the machine loses power.
     pub fn commit(mut self) -> io::Result<()> {
