@@ -258,9 +258,11 @@ impl Progress {
         let total = counters.total.load(Ordering::Relaxed);
         let stats = self.client.stats();
         let rate = task.rate();
-        let eta = (total > records && rate > 0.0)
-            .then(|| format!(", ETA {:.0} s", (total - records) as f64 / rate))
-            .unwrap_or_default();
+        let eta = if total > records && rate > 0.0 {
+            format!(", ETA {:.0} s", (total - records) as f64 / rate)
+        } else {
+            String::new()
+        };
         self.logger.info(
             "export_progress",
             &format!(
