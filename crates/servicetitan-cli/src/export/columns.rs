@@ -17,6 +17,8 @@ pub enum ColumnType {
     Number,
     /// true/false.
     Boolean,
+    /// A point in time (text of format `date-time` in the schema), to milliseconds, UTC.
+    Timestamp,
 }
 
 /// One column: its dotted name and type.
@@ -191,7 +193,9 @@ fn schema_columns(schema: &Value, prefix: &mut String, columns: &mut Columns) {
     if prefix.is_empty() {
         return;
     }
+    let date_time = schema.get("format").and_then(Value::as_str) == Some("date-time");
     let column_type = match types.as_slice() {
+        ["string"] if date_time => ColumnType::Timestamp,
         ["integer"] => ColumnType::Integer,
         ["number"] | ["integer", "number"] | ["number", "integer"] => ColumnType::Number,
         ["boolean"] => ColumnType::Boolean,
@@ -274,7 +278,8 @@ mod tests {
             "address": {"type": ["object", "null"], "properties": {"street": {"type": "string"}}},
             "total": {"anyOf": [{"type": "number"}, {"type": "null"}]},
             "tagTypeIds": {"type": "array", "items": {"type": "integer"}},
-            "active": {"type": "boolean"}
+            "active": {"type": "boolean"},
+            "modifiedOn": {"type": "string", "format": "date-time"}
         }});
         let columns = Columns::from_schema(&schema);
         let got: Vec<(&str, ColumnType)> = columns.list().iter().map(|c| (c.name.as_str(), c.column_type)).collect();
@@ -285,6 +290,7 @@ mod tests {
                 ("active", Boolean),
                 ("address.street", String),
                 ("id", Integer),
+                ("modifiedOn", Timestamp),
                 ("name", String),
                 ("tagTypeIds", String),
                 ("total", Number),

@@ -1,11 +1,12 @@
 //! Parquet through the crate's low-level writer (no Arrow): one optional column per dotted
 //! field, typed from the stream's schema (integer → INT64, number → DOUBLE, boolean → BOOLEAN,
-//! anything else → UTF-8 text, arrays as JSON text); row groups of [`ROW_GROUP`] rows.
+//! date-time → TIMESTAMP(MILLIS, UTC), anything else → UTF-8 text, arrays as JSON text); row
+//! groups of [`ROW_GROUP`] rows.
 
 use std::io;
 use std::sync::Arc;
 
-use parquet::basic::{Compression, LogicalType, Repetition, Type as Physical};
+use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
@@ -30,17 +31,18 @@ enum Values {
 struct ColumnBuffer {
     values: Values,
     defined: Vec<i16>,
+    timestamps: bool,
 }
 
 impl ColumnBuffer {
     fn new(column_type: ColumnType) -> ColumnBuffer {
         let values = match column_type {
             ColumnType::String => Values::Text(Vec::new()),
-            ColumnType::Integer => Values::Integer(Vec::new()),
+            ColumnType::Integer | ColumnType::Timestamp => Values::Integer(Vec::new()),
             ColumnType::Number => Values::Number(Vec::new()),
             ColumnType::Boolean => Values::Boolean(Vec::new()),
         };
-        ColumnBuffer { values, defined: Vec::new() }
+        ColumnBuffer { values, defined: Vec::new(), timestamps: column_type == ColumnType::Timestamp }
     }
 
     /// Adds a value; one that does not fit the column's type is null (and counted).
@@ -53,7 +55,10 @@ impl ColumnBuffer {
                 v.push(ByteArray::from(text.into_bytes()));
                 true
             }
-            (Values::Integer(v), Value::Number(n)) => n.as_i64().map(|n| v.push(n)).is_some(),
+            (Values::Integer(v), Value::String(text)) if self.timestamps => {
+                parse_rfc3339_millis(text).map(|ms| v.push(ms)).is_some()
+            }
+            (Values::Integer(v), Value::Number(n)) if !self.timestamps => n.as_i64().map(|n| v.push(n)).is_some(),
             (Values::Number(v), Value::Number(n)) => n.as_f64().map(|n| v.push(n)).is_some(),
             (Values::Boolean(v), Value::Bool(b)) => {
                 v.push(*b);
@@ -91,6 +96,9 @@ fn schema(columns: &Columns) -> parquet::errors::Result<Type> {
             ColumnType::Integer => (Physical::INT64, None),
             ColumnType::Number => (Physical::DOUBLE, None),
             ColumnType::Boolean => (Physical::BOOLEAN, None),
+            ColumnType::Timestamp => {
+                (Physical::INT64, Some(LogicalType::Timestamp { is_adjusted_to_u_t_c: true, unit: TimeUnit::MILLIS }))
+            }
         };
         let field = Type::primitive_type_builder(&column.name, physical)
             .with_repetition(Repetition::OPTIONAL)
@@ -99,6 +107,63 @@ fn schema(columns: &Columns) -> parquet::errors::Result<Type> {
         fields.push(Arc::new(field));
     }
     Type::group_type_builder("record").with_fields(fields).build()
+}
+
+/// `2026-01-02T03:04:05.678Z` (any number of fraction digits, `Z` or `±hh:mm`, or no zone,
+/// read as UTC) to milliseconds since 1970 UTC.
+pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let mut millis = 0;
+    if b.get(at) == Some(&b'.') {
+        let start = at + 1;
+        at = start;
+        while at < b.len() && b[at].is_ascii_digit() {
+            at += 1;
+        }
+        let fraction = text.get(start..at)?;
+        if fraction.is_empty() {
+            return None;
+        }
+        let first3: String = fraction.chars().chain(std::iter::repeat('0')).take(3).collect();
+        millis = first3.parse::<i64>().ok()?;
+    }
+    let offset_minutes = match &text[at..] {
+        "" | "Z" | "z" => 0,
+        zone if zone.len() == 6 && matches!(zone.as_bytes()[0], b'+' | b'-') && zone.as_bytes()[3] == b':' => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            sign * (digits(at + 1..at + 3)? * 60 + digits(at + 4..at + 6)?)
+        }
+        _ => return None,
+    };
+    // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
 }
 
 fn to_io(e: parquet::errors::ParquetError) -> io::Error {
@@ -220,5 +285,22 @@ impl Sink for ParquetSink {
             notes.push(format!("({} values that did not fit their column's type were left null)", self.mismatches));
         }
         notes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339_millis as parse;
+
+    #[test]
+    fn date_times_become_milliseconds() {
+        assert_eq!(parse("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse("2024-01-01T00:01:00.000Z"), Some(1_704_067_260_000));
+        assert_eq!(parse("2024-01-01T00:01:00.1234567Z"), Some(1_704_067_260_123));
+        assert_eq!(parse("2024-01-01T02:01:00+02:00"), Some(1_704_067_260_000));
+        assert_eq!(parse("2024-02-29T00:00:00"), Some(1_709_164_800_000));
+        assert_eq!(parse("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse("yesterday"), None);
+        assert_eq!(parse("2024-01-01T00:00:00+0200"), None);
     }
 }
