@@ -267,3 +267,24 @@ fn progress_bars_on_a_terminal() {
     assert!(screen.contains("\nservicetitan: summary: crm_customers 400 records"), "{screen:?}");
     assert_eq!(jsonl(&read(&h.dir.join("out.jsonl"))).len(), 400);
 }
+
+#[test]
+fn verbose_shows_pages_and_no_secret() {
+    let h = small_pages(250);
+    let output = run(h.cli().args(["--verbose", "export", "crm_customers"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert_eq!(err.lines().filter(|l| l.contains("page of")).count(), 3, "{err}");
+    h.assert_no_secret(&output);
+}
+
+#[test]
+fn a_state_file_that_is_not_one_is_a_configuration_error() {
+    let h = small_pages(10);
+    let state = h.dir.join("state.json");
+    std::fs::write(&state, "{\"not\": \"a state\"}").unwrap();
+    let output = run(h.cli().args(["export", "crm_customers", "--state"]).arg(&state));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--state"), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "{\"not\": \"a state\"}", "left as it was");
+}
