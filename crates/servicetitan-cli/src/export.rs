@@ -89,6 +89,11 @@ impl Format {
     }
 }
 
+/// Streams of one tenant copied at once. The tenant's rate budget bounds the calls whatever the
+/// number; a few streams at once keep it busy through each call's latency, while each stream
+/// holds about two pages in memory (the one being written and the one fetched ahead).
+const STREAMS_AT_ONCE_PER_TENANT: usize = 4;
+
 /// Everything the tasks of one run share.
 struct Run {
     format: Format,
@@ -149,9 +154,10 @@ pub async fn run(global: &GlobalArgs, args: ExportArgs) -> CliResult {
     let mut handles = Vec::with_capacity(tasks);
     for credentials in &resolved.tenants {
         let tenant = resolved.client.tenant(credentials.clone());
+        let turns = Arc::new(tokio::sync::Semaphore::new(STREAMS_AT_ONCE_PER_TENANT));
         for stream in &chosen {
-            let task = progress.start(&stream.name, credentials.tenant_id(), run.several_tenants);
-            let job = export_one(run.clone(), tenant.clone(), stream.clone(), task.clone());
+            let task = progress.add(&stream.name, credentials.tenant_id(), run.several_tenants);
+            let job = export_one(run.clone(), tenant.clone(), stream.clone(), task.clone(), turns.clone());
             handles.push((task, tokio::spawn(job)));
         }
     }
@@ -311,7 +317,15 @@ fn make_sink(run: &Run, stream: &Stream, tenant: i64, out: Destination) -> Box<d
 }
 
 /// Copies one stream of one tenant, then saves its checkpoint.
-async fn export_one(run: Arc<Run>, tenant: Tenant, stream: Stream, task: Arc<Task>) -> CliResult<Done> {
+async fn export_one(
+    run: Arc<Run>,
+    tenant: Tenant,
+    stream: Stream,
+    task: Arc<Task>,
+    turns: Arc<tokio::sync::Semaphore>,
+) -> CliResult<Done> {
+    let _turn = turns.acquire_owned().await.map_err(|_| CliError::failure("the run was stopped"))?;
+    run.progress.begin(&task);
     let result = copy_stream(&run, &tenant, &stream, &task).await;
     let written = match &result {
         Ok((_, Some(path))) => Some(format!(" → {}", path.display())),

@@ -30,6 +30,7 @@ pub struct Counters {
     pub pages: AtomicU64,
     /// The number of records to expect, when the API says (0: unknown).
     pub total: AtomicU64,
+    begun: AtomicBool,
     done: AtomicBool,
 }
 
@@ -44,7 +45,7 @@ pub struct Task {
     pub tenant: i64,
     /// Its counters.
     pub counters: Arc<Counters>,
-    started: Instant,
+    started: Mutex<Instant>,
     finished: Mutex<Option<Duration>>,
     bar: Option<ProgressBar>,
 }
@@ -52,7 +53,11 @@ pub struct Task {
 impl Task {
     /// How long the task ran (so far, if it still runs).
     pub fn elapsed(&self) -> Duration {
-        self.finished.lock().ok().and_then(|f| *f).unwrap_or_else(|| self.started.elapsed())
+        self.finished.lock().ok().and_then(|f| *f).unwrap_or_else(|| self.started().elapsed())
+    }
+
+    fn started(&self) -> Instant {
+        *self.started.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn rate(&self) -> f64 {
@@ -112,13 +117,14 @@ impl Progress {
         progress
     }
 
-    /// Starts showing a task.
-    pub fn start(&self, stream: &str, tenant: i64, several_tenants: bool) -> Arc<Task> {
+    /// Shows a task, waiting for its turn.
+    pub fn add(&self, stream: &str, tenant: i64, several_tenants: bool) -> Arc<Task> {
         let label = if several_tenants { format!("{stream} tenant {tenant}") } else { stream.to_string() };
         let bar = self.multi.as_ref().map(|multi| {
             let bar = multi.add(ProgressBar::no_length());
             bar.set_style(spinner_style());
             bar.set_prefix(label.clone());
+            bar.set_message("waiting for its turn");
             bar
         });
         let task = Arc::new(Task {
@@ -126,10 +132,22 @@ impl Progress {
             stream: stream.to_string(),
             tenant,
             counters: Arc::new(Counters::default()),
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
             finished: Mutex::new(None),
             bar,
         });
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task.clone());
+        task
+    }
+
+    /// The task starts its work now.
+    pub fn begin(&self, task: &Task) {
+        *task.started.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        task.counters.begun.store(true, Ordering::Relaxed);
+        if let Some(bar) = &task.bar {
+            bar.reset_elapsed();
+            bar.set_message("");
+        }
         if self.mode == Mode::Lines {
             self.logger.info(
                 "export_started",
@@ -137,13 +155,11 @@ impl Progress {
                 &[("stream", json!(task.stream)), ("tenant", json!(task.tenant))],
             );
         }
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task.clone());
-        task
     }
 
     /// Marks a task finished, with what it wrote (`None`: it failed, and said so itself).
     pub fn finish(&self, task: &Task, written: Option<&str>) {
-        *task.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.started.elapsed());
+        *task.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.started().elapsed());
         task.counters.done.store(true, Ordering::Relaxed);
         let records = task.counters.records.load(Ordering::Relaxed);
         let pages = task.counters.pages.load(Ordering::Relaxed);
@@ -222,7 +238,7 @@ impl Progress {
 
     fn tick(&self) {
         for task in self.tasks() {
-            if task.counters.done.load(Ordering::Relaxed) {
+            if task.counters.done.load(Ordering::Relaxed) || !task.counters.begun.load(Ordering::Relaxed) {
                 continue;
             }
             match (&task.bar, self.mode) {

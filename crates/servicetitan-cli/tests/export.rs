@@ -288,3 +288,20 @@ fn a_state_file_that_is_not_one_is_a_configuration_error() {
     assert!(stderr(&output).contains("--state"), "{}", stderr(&output));
     assert_eq!(std::fs::read_to_string(&state).unwrap(), "{\"not\": \"a state\"}", "left as it was");
 }
+
+#[test]
+fn more_streams_than_run_at_once_all_finish_with_every_record() {
+    let h = small_pages(150);
+    let streams =
+        ["crm_customers", "crm_locations", "jpm_jobs", "jpm_appointments", "telecom_calls", "settings_technicians"];
+    let out = h.dir.join("out");
+    let output = run(h.cli().arg("export").args(streams).args(["--format", "csv", "--out"]).arg(&out));
+    assert!(output.status.success(), "{}", stderr(&output));
+    for stream in streams {
+        let mut reader = csv::Reader::from_path(out.join(format!("{stream}.1001.csv"))).unwrap();
+        assert_eq!(reader.records().count(), 150, "{stream}");
+    }
+    let err = stderr(&output);
+    assert_eq!(err.matches(": started").count(), 6, "{err}");
+    assert!(!err.contains("warning"), "every field has its column: {err}");
+}
