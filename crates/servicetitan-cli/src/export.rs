@@ -49,7 +49,9 @@ use self::state::{StateFile, StreamState};
     servicetitan export crm_customers --format csv --out data/ --since 2026-01-01\n  \
     servicetitan export jpm_jobs --format parquet --out data/ --all-tenants --state state.json\n\n\
     With --out DIR each stream and tenant gets its own file; with --state the files are numbered\n\
-    (crm_customers.1001.000001.jsonl, then …000002…) and each run writes only what changed.")]
+    (crm_customers.1001.000001.jsonl, then …000002…) and each run writes only what changed.\n\
+    Progress goes to stderr: bars on a terminal, else a line per stream every 5 s\n\
+    (ST_PROGRESS_INTERVAL_MS changes that).")]
 pub struct ExportArgs {
     /// The streams to copy (`servicetitan streams` lists them).
     #[arg(required = true, value_name = "STREAM")]
