@@ -174,8 +174,10 @@ impl Progress {
             self.logger.info(
                 "export_finished",
                 &format!(
-                    "{}: done, {records} records in {pages} pages, {:.1} s{written}",
+                    "{}: done, {} in {}, {:.1} s{written}",
                     task.label,
+                    counted(records, "record"),
+                    counted(pages, "page"),
                     task.elapsed().as_secs_f64()
                 ),
                 &[
@@ -282,8 +284,12 @@ impl Progress {
         self.logger.info(
             "export_progress",
             &format!(
-                "{}: {records} records, {pages} pages, {rate:.0}/s{eta}, {} retries, {} 429s",
-                task.label, stats.retries, stats.rate_limited
+                "{}: {}, {}, {rate:.0}/s{eta}, {} retries, {} 429s",
+                task.label,
+                counted(records, "record"),
+                counted(pages, "page"),
+                stats.retries,
+                stats.rate_limited
             ),
             &[
                 ("stream", json!(task.stream)),
@@ -306,6 +312,15 @@ fn spinner_style() -> ProgressStyle {
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} records, {msg}, ETA {eta}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// `1 record`, `2 records`.
+pub fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Rounds seconds to milliseconds, for JSON.

@@ -206,7 +206,7 @@ fn plain_progress_lines_when_stderr_is_not_a_terminal() {
     assert!(err.lines().next().unwrap().contains("crm_customers: started"), "{err}");
     let progress: Vec<&str> = err.lines().filter(|l| l.contains(" records, ") && l.contains("/s")).collect();
     assert!(!progress.is_empty(), "progress lines: {err}");
-    assert!(progress[0].contains("pages") && progress[0].contains("retries") && progress[0].contains("429s"), "{err}");
+    assert!(progress[0].contains(" page") && progress[0].contains("retries") && progress[0].contains("429s"), "{err}");
     assert!(err.contains("crm_customers: done, 600 records in 12 pages"), "{err}");
     assert!(!err.contains('\u{1b}'), "no terminal escapes when stderr is a file: {err:?}");
 
