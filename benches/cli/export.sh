@@ -6,6 +6,7 @@
 #
 #   benches/cli/export.sh                      # 1,000,000 records
 #   RECORDS=100000 benches/cli/export.sh
+#   BIN=/other/target/release benches/cli/export.sh   # binaries already built there
 #
 # Wall clock of each whole process (start, token, every page, the file written and fsynced). The
 # sandbox generates the records on the same cores, so the numbers are a floor for the client.
@@ -19,9 +20,11 @@ RECORDS="${RECORDS:-1000000}"
 PAGE="${PAGE:-5000}"
 VENV="${VENV:-target/cli-bench-venv}"
 
-echo "== building release binaries (servicetitan, servicetitan-sandbox)" >&2
-cargo build --release -q -p servicetitan-cli -p servicetitan-sandbox
-BIN="${CARGO_TARGET_DIR:-target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release"
+if [ -z "${BIN:-}" ]; then
+    echo "== building release binaries (servicetitan, servicetitan-sandbox)" >&2
+    cargo build --release -q -p servicetitan-cli -p servicetitan-sandbox
+    BIN="${CARGO_TARGET_DIR:-target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release"
+fi
 
 echo "== building the Python package (release) into $VENV" >&2
 source scripts/python-venv.sh
