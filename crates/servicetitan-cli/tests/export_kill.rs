@@ -132,7 +132,7 @@ fn a_run_killed_between_its_rename_and_its_state_save_is_not_doubled() {
     let (out, state) = (h.dir.join("out"), h.dir.join("state.json"));
     run_to_completion(export(&h, &profile, &out, &state));
     let before = std::fs::read(&state).unwrap();
-    let changed = rename_customers(&h.sandbox, &[100000010, 100001500], "Once");
+    let changed = rename_customers(&h.sandbox, &[100000010, 100001100], "Once");
     run_to_completion(export(&h, &profile, &out, &state));
     std::fs::write(&state, &before).unwrap();
     run_to_completion(export(&h, &profile, &out, &state));
