@@ -13,6 +13,8 @@ pub mod streams;
 mod call;
 mod doctor;
 mod export;
+mod log;
+mod progress;
 mod reports;
 mod sandbox;
 mod tap;
