@@ -12,6 +12,8 @@ pub mod streams;
 mod call;
 mod doctor;
 mod export;
+mod json_text;
+mod output;
 mod reports;
 mod sandbox;
 mod tap;
