@@ -51,6 +51,9 @@ pub struct CallArgs {
     pub rest: Vec<String>,
 }
 
+/// A parameter flag as given: its name without `--`, and its value (none for a bare boolean).
+type Given = (String, Option<String>);
+
 /// The flags of `call` itself and the global ones, when they come after the operation's
 /// parameters started (clap hands everything from there on to `rest`).
 struct Extras {
@@ -175,12 +178,12 @@ pub fn flag_name(param: &Param) -> String {
 
 /// Separates the operation's parameters from the flags of `call` and the global ones that
 /// followed them.
-fn split(op: &Operation, global: &GlobalArgs, args: &CallArgs) -> CliResult<(Vec<(String, Option<String>)>, Extras)> {
+fn split(op: &Operation, global: &GlobalArgs, args: &CallArgs) -> CliResult<(Vec<Given>, Extras)> {
     let mut extras =
         Extras { body: args.body.clone(), all: args.all, output: args.output.clone(), global: global.clone() };
     let global_command = GlobalArgs::augment_args(clap::Command::new("servicetitan").no_binary_name(true));
     let mut global_tokens: Vec<String> = Vec::new();
-    let mut params: Vec<(String, Option<String>)> = Vec::new();
+    let mut params: Vec<Given> = Vec::new();
     let mut tokens = args.rest.iter().peekable();
     while let Some(token) = tokens.next() {
         let Some(flag) = token.strip_prefix("--").filter(|f| !f.is_empty()) else {
@@ -291,7 +294,7 @@ fn unknown_flag(op: &Operation, flag: &str) -> CliError {
 /// The arguments as the engine takes them (API names, JSON values typed by the parameter).
 /// Values the text cannot be read as go to the engine as text, which names the flag and the
 /// type it expected.
-fn arguments(op: &Operation, given: &[(String, Option<String>)]) -> CliResult<Vec<(String, Value)>> {
+fn arguments(op: &Operation, given: &[Given]) -> CliResult<Vec<(String, Value)>> {
     let mut out: Vec<(String, Value)> = Vec::new();
     for (flag, value) in given {
         let Some(param) = op.params.iter().find(|p| flag_name(p) == *flag || p.name == *flag) else {
@@ -484,7 +487,7 @@ mod tests {
     #[test]
     fn values_take_the_parameter_type() {
         let op = operations::find("accounting.invoices.get_list").unwrap();
-        let given = |pairs: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+        let given = |pairs: &[(&str, Option<&str>)]| -> Vec<Given> {
             pairs.iter().map(|(k, v)| (k.to_string(), v.map(str::to_string))).collect()
         };
         let args = arguments(
