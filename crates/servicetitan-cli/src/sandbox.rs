@@ -15,8 +15,8 @@ Examples:\n  \
     servicetitan sandbox --port 8080\n  \
     servicetitan sandbox --records 100000 --no-rate-limit\n  \
     servicetitan sandbox --config sandbox.json --latency-ms 50\n  \
-    ST_AUTH_URL=http://127.0.0.1:8080 ST_API_URL=http://127.0.0.1:8080 ST_APP_KEY=ak1.sandbox-app-key \\\n    \
-    ST_TENANT_ID=1001 ST_CLIENT_ID=cid.sandbox.1001 ST_CLIENT_SECRET=cs1.sandbox-secret-1001 \\\n    servicetitan call crm.customers.get_list --page-size 5")]
+    servicetitan sandbox --port 8080 &   # then, with the ST_* credentials it printed:\n  \
+    servicetitan --auth-url http://127.0.0.1:8080 --api-url http://127.0.0.1:8080 call crm.customers.get_list")]
 #[group(skip)]
 pub struct SandboxArgs {
     #[command(flatten)]

@@ -388,3 +388,14 @@ fn doctor_reports_a_wrong_clock_and_429s() {
     assert!(budget.starts_with("warning") && budget.contains("1 of 25 calls"), "{budget}\n{text}");
     assert_eq!(output.status.code(), Some(0), "a warning only: {text}");
 }
+
+#[test]
+fn help_shows_no_secret() {
+    let h = Harness::new(5);
+    for command in ["call", "reports", "report", "sandbox", "doctor"] {
+        let output = run(h.bare_cli().args([command, "--help"]));
+        assert!(output.status.success(), "{command}");
+        assert!(stdout(&output).contains("Examples:"), "{command}");
+        h.assert_no_secret(&output);
+    }
+}
