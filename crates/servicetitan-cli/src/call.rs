@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{ArgMatches, Args, FromArgMatches};
 use serde::Deserialize;
 use serde_json::Value;
-use servicetitan::operations::{self, Kind, Naming, Operation, Param, ParamType};
+use servicetitan::operations::{self, Kind, Location, Naming, Operation, Param, ParamType};
 use servicetitan::Tenant;
 
 use crate::config::{self, GlobalArgs};
@@ -30,10 +30,14 @@ Examples:\n  \
     echo '{\"name\": \"Ada\"}' | servicetitan call crm.customers.update --id 42 --body @-\n  \
     servicetitan call telecom.calls.get_recording --id 7 --output call.mp3"
 )]
+#[command(disable_help_flag = true)]
 pub struct CallArgs {
     /// The operation's name (`crm.customers.get_list`; `servicetitan call --list` lists them).
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "help"])]
     pub operation: Option<String>,
+    /// Print help; after an operation's name, the operation's parameters.
+    #[arg(short, long)]
+    pub help: bool,
     /// List the operations (of one module, `crm`, or whose name starts with the text given) instead.
     #[arg(long, value_name = "MODULE", num_args = 0..=1, default_missing_value = "", conflicts_with = "operation")]
     pub list: Option<String>,
@@ -68,8 +72,15 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
     if let Some(prefix) = &args.list {
         return list_operations(prefix);
     }
-    let name = args.operation.clone().unwrap_or_default();
+    let Some(name) = args.operation.clone() else {
+        return print_command_help();
+    };
     let op = operations::find(&name).map_err(CliError::from)?;
+    if args.help || args.rest.iter().any(|a| a == "--help" || a == "-h") {
+        let mut out = std::io::stdout().lock();
+        output::write_all(&mut out, operation_help(op).as_bytes())?;
+        return output::flush(&mut out);
+    }
     let (params, extras) = split(op, global, &args)?;
     let arguments = arguments(op, &params)?;
     let body = match &extras.body {
@@ -430,6 +441,76 @@ fn engine_error(op: &Operation, error: servicetitan::Error) -> CliError {
         cli.message = format!("--{}: {rest}", flag_name(param));
     }
     cli
+}
+
+/// `servicetitan call --help`.
+fn print_command_help() -> CliResult {
+    let mut command = <crate::Cli as clap::CommandFactory>::command();
+    command.build();
+    let text = match command.find_subcommand_mut("call") {
+        Some(call) => call.render_long_help().to_string(),
+        None => String::new(),
+    };
+    let mut out = std::io::stdout().lock();
+    output::write_all(&mut out, text.as_bytes())?;
+    output::flush(&mut out)
+}
+
+/// `servicetitan call OPERATION --help`: what the operation takes, as flags.
+fn operation_help(op: &Operation) -> String {
+    let mut text = format!("{} ({}): {} {}\n", op.name(), op.id, op.method, op.path);
+    text.push_str(match op.kind {
+        Kind::List => "A list: one page as the API answers it, or every record with --all (JSONL).\n",
+        Kind::Export => "An export feed: one page, or every record with --all (JSONL); start with --from or --since.\n",
+        Kind::Binary => "A file: its bytes to standard output, or to --output FILE.\n",
+        _ => "",
+    });
+    text.push_str("\nParameters:\n");
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for p in &op.params {
+        let value = match (&p.values, p.param_type, p.items) {
+            (Some(values), _, _) => values
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join("|"),
+            (None, ParamType::Array, items) => format!("{}...", type_word(items.unwrap_or(ParamType::String))),
+            (None, t, _) => type_word(t).to_string(),
+        };
+        let mut notes = Vec::new();
+        if p.required {
+            notes.push("required");
+        }
+        if p.location == Location::Path {
+            notes.push("in the path");
+        }
+        rows.push((format!("--{} <{value}>", flag_name(p)), notes.join(", ")));
+    }
+    if op.kind == Kind::Export {
+        rows.push(("--since <continueFrom|date>".to_string(), "the start, as --from".to_string()));
+    }
+    if op.body {
+        rows.push(("--body <JSON|@FILE|@->".to_string(), "the request's JSON body".to_string()));
+    }
+    if rows.is_empty() {
+        text.push_str("  (none)\n");
+    }
+    let width = rows.iter().map(|(flag, _)| flag.len()).max().unwrap_or(0).min(48);
+    for (flag, notes) in rows {
+        text.push_str(format!("  {flag:<width$}  {notes}").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn type_word(t: ParamType) -> &'static str {
+    match t {
+        ParamType::Integer => "integer",
+        ParamType::Number => "number",
+        ParamType::Boolean => "true|false",
+        ParamType::Object => "KEY=VALUE",
+        _ => "text",
+    }
 }
 
 /// `--list [PREFIX]`: the operations' names, methods and paths.

@@ -399,3 +399,21 @@ fn help_shows_no_secret() {
         h.assert_no_secret(&output);
     }
 }
+
+#[test]
+fn call_help_after_an_operation_describes_it() {
+    let h = Harness::new(5);
+    let output = run(h.bare_cli().args(["call", "crm.customers.get_list", "--help"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("crm.customers.get_list (Customers_GetList): GET crm/v2/tenant/{tenant}/customers"),
+        "{text}"
+    );
+    assert!(text.contains("--page-size <integer>"), "{text}");
+    assert!(text.contains("--active <True|Any|False>"), "{text}");
+    let output = run(h.bare_cli().args(["call", "crm.customers.get", "--id", "1", "-h"]));
+    assert!(stdout(&output).contains("--id <integer>  required, in the path"), "{}", stdout(&output));
+    let output = run(h.bare_cli().args(["call", "--help"]));
+    assert!(stdout(&output).contains("Examples:"), "{}", stdout(&output));
+}
