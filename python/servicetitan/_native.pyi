@@ -23,6 +23,7 @@ __all__ = [
     "_operations",
     "_panic_for_test",
     "error_codes",
+    "run_cli",
     "settings",
     "sign_webhook",
     "verify_webhook",
