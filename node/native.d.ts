@@ -269,6 +269,16 @@ export interface NativeWebhookReceiverOptions {
 export declare function panicForTests(inCall: boolean): Promise<void>
 
 /**
+ * Runs the command line `argv` (the program name first); it prints to the process's standard
+ * output and error itself. Resolves with the exit code.
+ *
+ * The command runs on a thread of its own: it builds its own async runtime, which must not
+ * start inside the addon's, and a thread of libuv's pool would hold up `process.exit` (on
+ * Ctrl-C) until the command ended.
+ */
+export declare function runCli(argv: Array<string>): Promise<number>
+
+/**
  * The engine's settings schema as Node names them: `[option, environment variable]` for every
  * setting `new Client()` takes (`rateLimit.calls` is `calls` in the `rateLimit` object). The
  * package's tests check each option against the wrapper.

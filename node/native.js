@@ -844,6 +844,7 @@ module.exports.NativeWebhookReceiver = nativeBinding.NativeWebhookReceiver
 module.exports.engineVersion = nativeBinding.engineVersion
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.panicForTests = nativeBinding.panicForTests
+module.exports.runCli = nativeBinding.runCli
 module.exports.settings = nativeBinding.settings
 module.exports.signWebhook = nativeBinding.signWebhook
 module.exports.TAKE_EMPTY = nativeBinding.TAKE_EMPTY

@@ -23,6 +23,7 @@ __all__ = [
     "_operations",
     "_panic_for_test",
     "error_codes",
+    "run_cli",
     "settings",
     "sign_webhook",
     "verify_webhook",
@@ -466,6 +467,10 @@ def error_codes() -> List[str]:
 
 def settings() -> List[Tuple[str, str]]:
     """``(keyword, environment variable)`` of every setting ``Client`` takes, from the engine's schema."""
+
+def run_cli(argv: List[str]) -> int:
+    """Runs the ``servicetitan`` command line ``argv`` (the program name first) with the GIL
+    released; it prints to the process's standard output and error. Returns the exit code."""
 
 def _operations() -> List[Tuple[Tuple[str, ...], str, Tuple[str, ...]]]:
     """Every operation: its name's parts, its kind (plain, list, export, binary) and the Python

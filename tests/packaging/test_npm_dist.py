@@ -198,3 +198,4 @@ def test_npx_servicetitan_help(project: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+    assert "Examples:" in result.stdout and "servicetitan call" in result.stdout, result.stdout

@@ -147,6 +147,10 @@ def test_the_console_script_runs(user_venv: Path) -> None:
     env = {**os.environ, "PATH": without_rust(os.environ["PATH"])}
     result = subprocess.run([str(user_venv / BIN / name), "--help"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    assert "Examples:" in result.stdout and "servicetitan call" in result.stdout, result.stdout
+    result = subprocess.run([str(user_venv / BIN / name), "streams"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 54, result.stdout
 
 
 def test_the_sdist_holds_what_a_build_needs() -> None:

@@ -5,6 +5,7 @@
 //! iterators, `Error` subclasses). Behaviour belongs in `crates/servicetitan`.
 
 mod cancel;
+mod cli;
 mod client;
 mod error;
 mod guard;

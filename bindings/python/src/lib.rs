@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 mod args;
+mod cli;
 mod client;
 mod convert;
 mod errors;
@@ -50,6 +51,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
     m.add_function(wrap_pyfunction!(settings, m)?)?;
     m.add_function(wrap_pyfunction!(operations::_operations, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     // A fresh runtime in the child of every os.fork() (multiprocessing's fork start method too).
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("after_in_child", m.getattr("_after_fork_in_child")?)?;

@@ -68,7 +68,7 @@ pub fn select(names: &[String]) -> CliResult<Vec<Stream>> {
     Ok(chosen)
 }
 
-fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     names
         .map(|name| (strsim_distance(wanted, name), name))
         .filter(|(d, name)| *d <= (name.len() / 3).max(2))

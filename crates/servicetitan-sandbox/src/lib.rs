@@ -15,6 +15,7 @@
 //! ```
 
 pub mod catalogue;
+pub mod cli;
 mod config;
 mod data;
 mod faults;

@@ -1,0 +1,7 @@
+"""``python -m servicetitan``: the ``servicetitan`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
