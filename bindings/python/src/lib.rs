@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 mod args;
 mod client;
+mod client_settings;
 mod convert;
 mod errors;
 mod logging;
