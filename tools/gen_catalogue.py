@@ -7,14 +7,23 @@ plus the component schemas those operations reach. Schemas keep only the keyword
 validation and example generation need, so no descriptive text from the specs is carried
 over, and the output stays small enough to embed in the sandbox binary.
 
-Usage (from the repository root):
-    python3 tools/gen_catalogue.py            # regenerate
-    python3 tools/gen_catalogue.py --check    # exit 1 if the committed file is stale
+The specs are not in the repository; their SHA-256 hashes are, in tools/openapi.sha256 (the
+format of `sha256sum`, one line per spec file), and the catalogue records the hash of that file.
+So the committed catalogue can be checked against the specs it was built from even where the
+specs are absent, and a change of specs shows as a change of that file.
+
+Usage (from the repository root; the specs directory comes from --specs or ST_OPENAPI_DIR):
+    python3 tools/gen_catalogue.py --specs DIR          # regenerate the catalogue and the hashes
+    python3 tools/gen_catalogue.py --check [--specs DIR]
+        # exit 1 if the catalogue does not record tools/openapi.sha256, or, given the specs, if
+        # they differ from the hashes or the catalogue differs from what they give; without the
+        # specs, say on stderr what was not re-checked
 
 Standard library only, deterministic output: the same specs always give the same bytes.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -22,11 +31,14 @@ import sys
 from urllib.parse import urlparse
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SPECS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "openapi")
 DEFAULT_OUT = os.path.join(REPO_ROOT, "crates", "servicetitan-sandbox", "catalogue.json")
+# The hashes of the specs the committed catalogue was built from.
+HASHES = os.path.join(REPO_ROOT, "tools", "openapi.sha256")
+# The directory of the specs when --specs is not given.
+SPECS_ENV = "ST_OPENAPI_DIR"
 
-# Where the specs were taken from (see shared/openapi/README.md); recorded so a reader of
-# the catalogue can trace every fact back to a pinned upstream revision.
+# Where the specs were taken from (a public repository that publishes them, at a pinned commit);
+# recorded so a reader of the catalogue can trace every fact back to a pinned upstream revision.
 SOURCE = {
     "repository": "archdotdev/tap-service-titan",
     "commit": "0001e257eb9257866a0f845a82299edf8faa1eec",
@@ -117,10 +129,105 @@ def load_module(path):
     return spec, module, server_path
 
 
-def build(specs_dir):
+def spec_files(specs_dir):
+    """The spec files of `specs_dir` (every *.json), sorted."""
     files = sorted(f for f in os.listdir(specs_dir) if f.endswith(".json"))
     if not files:
         raise SystemExit("no *.json specs in %s" % specs_dir)
+    return files
+
+
+def hash_specs(specs_dir):
+    """The text of tools/openapi.sha256 for the specs in `specs_dir`."""
+    lines = []
+    for name in spec_files(specs_dir):
+        with open(os.path.join(specs_dir, name), "rb") as handle:
+            lines.append("%s  %s\n" % (hashlib.sha256(handle.read()).hexdigest(), name))
+    return "".join(lines)
+
+
+def digest(hashes_text):
+    """What the catalogue records: the SHA-256 of the hashes file."""
+    return hashlib.sha256(hashes_text.encode("utf-8")).hexdigest()
+
+
+def parse_hashes(text):
+    """{file name: sha256} from the text of a hashes file."""
+    hashes = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        parts = line.split("  ", 1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+            raise SystemExit("%s, line %d: expected '<sha256>  <file>'" % (os.path.relpath(HASHES), number))
+        hashes[parts[1]] = parts[0]
+    return hashes
+
+
+def differences(committed_text, actual_text):
+    """How the specs' hashes differ from the committed ones, one phrase per file."""
+    committed, actual = parse_hashes(committed_text), parse_hashes(actual_text)
+    found = []
+    for name in sorted(set(committed) | set(actual)):
+        if name not in actual:
+            found.append("%s is missing" % name)
+        elif name not in committed:
+            found.append("%s is new" % name)
+        elif committed[name] != actual[name]:
+            found.append("%s has changed" % name)
+    return found
+
+
+def specs_dir(given):
+    """The specs directory: --specs, else $ST_OPENAPI_DIR, else None. One that is named but is
+    not a directory is an error, not a reason to skip."""
+    where, source = given, "--specs"
+    if not where:
+        where, source = os.environ.get(SPECS_ENV, "").strip(), SPECS_ENV
+    if not where:
+        return None
+    if not os.path.isdir(where):
+        raise SystemExit("%s=%s is not a directory of OpenAPI specs" % (source, where))
+    return where
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def check(specs, out=DEFAULT_OUT):
+    """Checks the committed catalogue `out`: that it records the hashes in tools/openapi.sha256
+    and, when `specs` is a directory, that the specs have those hashes and give that catalogue.
+    Returns the problems found (empty when none); says on stderr what it could not re-check."""
+    hashes, current = read_text(HASHES), read_text(out)
+    if hashes is None:
+        return ["%s is missing; run: python3 tools/gen_catalogue.py --specs DIR" % os.path.relpath(HASHES)]
+    if current is None:
+        return ["%s is missing; run: python3 tools/gen_catalogue.py --specs DIR" % os.path.relpath(out)]
+    recorded = json.loads(current).get("source", {}).get("specs_sha256")
+    if recorded != digest(hashes):
+        return ["%s was not built from the specs hashed in %s (it records %s, the file hashes to %s); "
+                "run: python3 tools/gen_catalogue.py --specs DIR"
+                % (os.path.relpath(out), os.path.relpath(HASHES), recorded, digest(hashes))]
+    if specs is None:
+        print("not re-checked: %s against the OpenAPI specs, because no specs directory was given "
+              "(set %s or pass --specs); checked only that it records the hashes in %s"
+              % (os.path.relpath(out), SPECS_ENV, os.path.relpath(HASHES)), file=sys.stderr)
+        return []
+    changed = differences(hashes, hash_specs(specs))
+    if changed:
+        return ["the specs in %s differ from %s: %s; run: python3 tools/gen_catalogue.py --specs DIR"
+                % (specs, os.path.relpath(HASHES), ", ".join(changed))]
+    if current != render(build(specs, hashes)):
+        return ["%s is out of date with the specs in %s; run: python3 tools/gen_catalogue.py --specs DIR"
+                % (os.path.relpath(out), specs)]
+    return []
+
+
+def build(specs_dir, hashes_text):
+    files = spec_files(specs_dir)
 
     modules = {}
     operations = []
@@ -188,7 +295,8 @@ def build(specs_dir):
         reachable.add(ref)
         pending.extend(refs_in(all_schemas[ref], set()))
     schemas = {key: all_schemas[key] for key in sorted(reachable)}
-    return {"source": SOURCE, "modules": modules, "operations": operations, "schemas": schemas}
+    source = dict(SOURCE, specs_sha256=digest(hashes_text))
+    return {"source": source, "modules": modules, "operations": operations, "schemas": schemas}
 
 
 def render(catalogue):
@@ -215,32 +323,33 @@ def render(catalogue):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--specs", default=DEFAULT_SPECS, help="directory of OpenAPI *.json specs")
+    parser.add_argument("--specs", help="directory of OpenAPI *.json specs (default: $%s)" % SPECS_ENV)
     parser.add_argument("--out", default=DEFAULT_OUT, help="catalogue file to write (or check)")
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if --out differs from what would be generated")
     args = parser.parse_args(argv)
-
-    text = render(build(args.specs))
-    # Round-trip guard: the line-by-line rendering must still be one valid JSON document.
-    json.loads(text)
+    specs = specs_dir(args.specs)
 
     if args.check:
-        try:
-            with open(args.out, encoding="utf-8", newline="") as handle:
-                current = handle.read()
-        except FileNotFoundError:
-            current = None
-        if current != text:
-            print("%s is out of date with %s; run: python3 tools/gen_catalogue.py"
-                  % (os.path.relpath(args.out), os.path.relpath(args.specs)), file=sys.stderr)
+        problems = check(specs, args.out)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
             return 1
         print("%s is up to date" % os.path.relpath(args.out))
         return 0
 
+    if specs is None:
+        parser.error("no specs: pass --specs DIR or set %s" % SPECS_ENV)
+    hashes = hash_specs(specs)
+    text = render(build(specs, hashes))
+    # Round-trip guard: the line-by-line rendering must still be one valid JSON document.
+    json.loads(text)
+    with open(HASHES, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(hashes)
     with open(args.out, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
-    print("wrote %s (%d bytes)" % (os.path.relpath(args.out), len(text.encode("utf-8"))))
+    print("wrote %s (%d bytes) and %s" % (os.path.relpath(args.out), len(text.encode("utf-8")), os.path.relpath(HASHES)))
     return 0
 
 

@@ -15,7 +15,10 @@ Only names, types, methods and paths are carried over: never the specs' prose.
 
 Usage (from the repository root):
     python3 tools/gen_operations.py            # regenerate
-    python3 tools/gen_operations.py --check    # exit 1 if any committed file is stale
+    python3 tools/gen_operations.py --check [--specs DIR]
+        # exit 1 if any committed file is stale, or if the catalogue fails the checks of
+        # `tools/gen_catalogue.py --check` (against tools/openapi.sha256 always, against the specs
+        # when --specs or ST_OPENAPI_DIR gives them)
 
 Standard library only, deterministic output: the same catalogue always gives the same bytes.
 """
@@ -26,6 +29,10 @@ import keyword
 import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ left in tools/
+import gen_catalogue  # noqa: E402  (a sibling script, not an installed module)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CATALOGUE = os.path.join(REPO_ROOT, "crates", "servicetitan-sandbox", "catalogue.json")
@@ -1230,6 +1237,8 @@ def main(argv=None):
     parser.add_argument("--catalogue", default=CATALOGUE)
     parser.add_argument("--root", default=REPO_ROOT, help="repository root to write into (or check)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file differs")
+    parser.add_argument("--specs", help="with --check: the OpenAPI specs the catalogue must come from "
+                        "(default: $%s)" % gen_catalogue.SPECS_ENV)
     args = parser.parse_args(argv)
 
     with open(args.catalogue, encoding="utf-8") as handle:
@@ -1266,9 +1275,15 @@ def main(argv=None):
                 os.remove(os.path.join(full, name))
 
     if args.check:
+        # The files above are only as current as the catalogue: check it against the specs'
+        # hashes (and the specs, when present) too.
+        problems = gen_catalogue.check(gen_catalogue.specs_dir(args.specs), args.catalogue)
+        for problem in problems:
+            print(problem, file=sys.stderr)
         if stale:
             print("out of date with %s; run: python3 tools/gen_operations.py\n  %s"
                   % (os.path.relpath(args.catalogue), "\n  ".join(stale)), file=sys.stderr)
+        if stale or problems:
             return 1
         print("%d generated files are up to date" % len(files))
         return 0

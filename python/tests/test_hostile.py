@@ -242,3 +242,41 @@ def test_a_page_nested_100000_deep_is_a_decode_error_for_iterators_too(
     asyncio.run(iterate())
     assert list(tenant.paginate("crm/customers")) == [{"id": 1}]
     assert capture.connections == 0
+
+
+# Pages the engine accepts (it reads their shape, not their strings) but Python cannot make
+# objects of: a lone surrogate, and bytes that are not UTF-8, inside a record's string.
+UNDECODABLE_PAGES = {
+    "lone_surrogate": b'{"page":1,"pageSize":1,"hasMore":false,"data":[{"name":"\\ud800"}]}',
+    "invalid_utf8": b'{"page":1,"pageSize":1,"hasMore":false,"data":[{"name":"\xff\xfe"}]}',
+}
+
+
+@pytest.mark.parametrize("body", list(UNDECODABLE_PAGES.values()), ids=list(UNDECODABLE_PAGES))
+def test_a_page_python_cannot_decode_is_a_decode_error_naming_its_request(
+    servers: Tuple[HostileServer, CaptureServer], body: bytes
+) -> None:
+    hostile, capture = servers
+    hostile.play(None, [{"status": 200, "body_hex": body.hex()}])
+    settings = client_settings({}, hostile)
+
+    def check(error: st.DecodeError) -> None:
+        # Raised by Python's decoding of the page (the engine's own check words it otherwise).
+        assert str(error).startswith("the response is not valid JSON (")
+        assert error.method == "GET"
+        assert error.url is not None and error.url.endswith(f"/crm/v2/tenant/{CREDENTIALS['tenant']}/customers")
+        assert f"[GET {error.url}]" in str(error)
+
+    tenant = st.Client(**settings).tenant(CREDENTIALS["tenant"], **tenant_kwargs())
+    with pytest.raises(st.DecodeError) as caught:
+        list(tenant.paginate("crm/customers"))
+    check(caught.value)
+
+    async def iterate() -> None:
+        atenant = st.AsyncClient(**settings).tenant(CREDENTIALS["tenant"], **tenant_kwargs())
+        with pytest.raises(st.DecodeError) as caught:
+            [r async for r in atenant.paginate("crm/customers")]
+        check(caught.value)
+
+    asyncio.run(iterate())
+    assert capture.connections == 0

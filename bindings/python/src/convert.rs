@@ -11,7 +11,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyModule, PyString};
 use pyo3::BoundObject;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use servicetitan::ResponseBody;
+use servicetitan::{RawRecord, ResponseBody};
 
 use crate::errors::to_py;
 
@@ -37,25 +37,21 @@ fn decode_value<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>,
     Ok(value)
 }
 
-/// Decodes the `data` array of a page body (`{"data": [...], "hasMore": ...}`) into a list,
-/// skipping the other fields (the engine already read them).
-pub(crate) fn page_data_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyList>> {
-    crate::panics::catch(|| decode_page_data(py, bytes))
+/// Decodes the `data` array of the page `record` comes from (`{"data": [...], "hasMore": ...}`)
+/// into a list, skipping the other fields (the engine already read them). The engine checked the
+/// page's shape without building its strings, so a body it passed may still fail here (a lone
+/// surrogate, invalid UTF-8): the error names the page's request, as the engine's own do.
+pub(crate) fn page_data_to_py<'py>(py: Python<'py>, record: &RawRecord) -> PyResult<Bound<'py, PyList>> {
+    crate::panics::catch(|| decode_page_data(py, &record.page).map_err(|e| to_py(record.decode_error(e))))
 }
 
-fn decode_page_data<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyList>> {
+fn decode_page_data<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyList>, serde_json::Error> {
     let _paused = GcPause::new(py, bytes.len());
     let keys = KeyCache::default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let data = PageData { py, keys: &keys }.deserialize(&mut de).map_err(decode_error)?;
-    de.end().map_err(decode_error)?;
+    let data = PageData { py, keys: &keys }.deserialize(&mut de)?;
+    de.end()?;
     Ok(data.unwrap_or_else(|| PyList::empty(py)))
-}
-
-fn decode_error(e: serde_json::Error) -> PyErr {
-    // The engine has already checked the body is a page; this is a malformed body or a Python
-    // error surfaced through serde (see `py_err`).
-    crate::errors::decode_error(format!("the response is not valid JSON: {e}"))
 }
 
 /// Response records repeat the same few keys thousands of times: reuse one Python string per key

@@ -72,11 +72,6 @@ pub(crate) fn configuration_error(argument: &str, message: impl Into<String>) ->
     })
 }
 
-/// A `decode` error for a body that could not be turned into Python objects.
-pub(crate) fn decode_error(message: String) -> PyErr {
-    Python::attach(|py| build(py, "decode", message, |_| Ok(())))
-}
-
 /// An `internal` error: a panic caught at the boundary with Python (its message, as a payload).
 pub(crate) fn internal_error(panic_message: &str) -> PyErr {
     to_py(servicetitan::Error::from_panic(&panic_message.to_owned()))

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod args;
 mod cli;
 mod client;
+mod client_settings;
 mod convert;
 mod errors;
 mod logging;

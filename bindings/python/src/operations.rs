@@ -7,11 +7,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use servicetitan::operations::{self, Kind, Naming, OperationCall};
 
-use crate::client::TenantCore;
-use crate::convert::{json_to_py, Body, Outcome};
+use crate::client::{Flavor, TenantCore};
+use crate::convert::Body;
 use crate::errors::{configuration_error, to_py};
-use crate::runtime::{to_asyncio, wait};
-use crate::stream::{AsyncRecords, Records};
 use crate::values::{json_argument, kwargs_to_value};
 
 /// The engine's call for `operation` with `params` (a dict keyed by the Python names) and `body`.
@@ -40,9 +38,9 @@ fn prepare(
     Ok((call, op.kind))
 }
 
-/// `Tenant.call`: the decoded answer (one page for a list), bytes for a file, the feed
-/// (`Records`) for an export.
-pub(crate) fn call<'py>(
+/// `Tenant.call` and `AsyncTenant.call`: the decoded answer (one page for a list), bytes for a
+/// file, the feed (`Records`) for an export; an awaitable of it for `AsyncTenant`.
+pub(crate) fn call<'py, F: Flavor>(
     py: Python<'py>,
     core: &TenantCore,
     operation: &str,
@@ -51,34 +49,9 @@ pub(crate) fn call<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let (call, kind) = prepare(core, operation, params, body)?;
     match kind {
-        Kind::Export => Ok(Bound::new(py, Records::new(call.raw_records().map_err(to_py)?))?.into_any()),
-        Kind::Binary => {
-            let bytes = wait(py, call.send_bytes())?.map_err(to_py)?;
-            Ok(PyBytes::new(py, &bytes).into_any())
-        }
-        _ => {
-            let body = wait(py, call.send_body())?.map_err(to_py)?;
-            json_to_py(py, &body)
-        }
-    }
-}
-
-/// `AsyncTenant.call`: the same, as an awaitable.
-pub(crate) fn call_async<'py>(
-    py: Python<'py>,
-    core: &TenantCore,
-    operation: &str,
-    params: Option<&Bound<'py, PyAny>>,
-    body: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (call, kind) = prepare(core, operation, params, body)?;
-    match kind {
-        Kind::Export => {
-            let records = AsyncRecords::new(call.raw_records().map_err(to_py)?);
-            to_asyncio(py, async move { Ok(records) })
-        }
-        Kind::Binary => to_asyncio(py, async move { Ok(Outcome(call.send_bytes().await.map(FileBytes))) }),
-        _ => to_asyncio(py, async move { Ok(Outcome(call.send_body().await.map(Body))) }),
+        Kind::Export => F::feed(py, call.raw_records().map_err(to_py)?),
+        Kind::Binary => F::run(py, async move { call.send_bytes().await.map(FileBytes) }),
+        _ => F::run(py, async move { call.send_body().await.map(Body) }),
     }
 }
 

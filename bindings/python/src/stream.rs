@@ -78,7 +78,7 @@ impl Core {
         let list = match cached {
             Some(list) => list.into_bound(py),
             None => {
-                let list = page_data_to_py(py, &raw.page)?;
+                let list = page_data_to_py(py, &raw)?;
                 let previous = lock(&self.page).replace((raw.page.clone(), list.clone().unbind()));
                 drop(previous);
                 list

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{excerpt, Error, ErrorCode, Result};
 use crate::request::{decode, execute, Call};
 use crate::route;
 use crate::tenant::{Tenant, TenantInner};
@@ -518,11 +518,29 @@ pub struct RawRecord {
     pub index: usize,
     /// How many records the page holds.
     pub page_len: usize,
+    /// The URL the page was fetched from, shared by the records of the page.
+    url: Arc<str>,
+}
+
+impl RawRecord {
+    /// The URL the record's page was fetched from (the API's, without the query string).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `decode` error for a page a binding could not decode, `detail` saying why: it names
+    /// the page's request, as the engine's own decode errors do.
+    pub fn decode_error(&self, detail: impl fmt::Display) -> Error {
+        let detail = excerpt(&detail.to_string()).into_owned();
+        Error::new(ErrorCode::Decode, format!("the response is not valid JSON ({detail})"))
+            .with_request(Method::GET.as_str(), &self.url)
+    }
 }
 
 /// The records of a page as [`RawRecord`]s.
-fn raw_records(body: &Bytes, len: usize) -> Vec<RawRecord> {
-    (0..len).map(|index| RawRecord { page: body.clone(), index, page_len: len }).collect()
+fn raw_records(body: &Bytes, len: usize, url: &str) -> Vec<RawRecord> {
+    let url: Arc<str> = url.into();
+    (0..len).map(|index| RawRecord { page: body.clone(), index, page_len: len, url: url.clone() }).collect()
 }
 
 fn push_param(params: &mut Vec<(String, String)>, key: String, value: String) {
@@ -676,7 +694,7 @@ impl<T: DeserializeOwned + Send + 'static> Paginate<T> {
         let (fetch, first) = self.fetcher(|bytes, url| {
             let meta: Page<serde::de::IgnoredAny> = decode(bytes, &Method::GET, url)?;
             let more = meta.has_more && !meta.data.is_empty();
-            Ok((Batch { records: raw_records(bytes, meta.data.len()), checkpoint: None }, more))
+            Ok((Batch { records: raw_records(bytes, meta.data.len(), url), checkpoint: None }, more))
         });
         RecordStream::new(PageStream::new(fetch, first), None)
     }
@@ -838,7 +856,7 @@ impl<T: DeserializeOwned + Send + 'static> Export<T> {
                 has_more: meta.has_more,
                 continue_from: meta.continue_from.clone(),
                 empty: len == 0,
-                page: Batch { records: raw_records(bytes, len), checkpoint: meta.continue_from },
+                page: Batch { records: raw_records(bytes, len, url), checkpoint: meta.continue_from },
             })
         });
         RecordStream::new(PageStream::new(fetch, first), since)

@@ -9,7 +9,7 @@
 //! settings table is [`markdown_table`], checked by a test.
 //!
 //! To add a setting: a constant for its default here, a row in [`SETTINGS`], a builder
-//! method and its resolution in `config.rs`, the keyword or option in each binding, then
+//! method and its resolution in `config/resolve.rs`, the keyword or option in each binding, then
 //! paste the table the failing README test prints.
 
 use std::time::Duration;
@@ -298,7 +298,16 @@ mod tests {
     #[test]
     fn every_variable_the_configuration_reads_is_in_the_schema_once() {
         // Every `ST_…` name in the modules that read settings, tenant credentials aside.
-        let sources = [include_str!("config.rs"), include_str!("redis/settings.rs")].concat();
+        let sources = [
+            include_str!("config/mod.rs"),
+            include_str!("config/builder.rs"),
+            include_str!("config/credentials.rs"),
+            include_str!("config/environment.rs"),
+            include_str!("config/resolve.rs"),
+            include_str!("config/secret.rs"),
+            include_str!("redis/settings.rs"),
+        ]
+        .concat();
         let mut read: Vec<&str> = sources
             .match_indices("ST_")
             .filter(|(i, _)| !sources[..*i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
