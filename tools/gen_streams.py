@@ -209,7 +209,7 @@ def main(argv=None):
             parser.error("give the specs directory (--specs DIR or ST_OPENAPI_DIR), or --catalogue")
         if not os.path.isdir(specs):
             parser.error(f"no specs directory at {specs}")
-        catalogue = gen_catalogue.build(specs)
+        catalogue = gen_catalogue.build(specs, gen_catalogue.hash_specs(specs))
         source_name = "the specs in " + specs
 
     text = render(build(catalogue))
