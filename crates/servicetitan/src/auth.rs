@@ -171,7 +171,20 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
         let _ = (key, lock);
         Box::pin(futures::future::ready(Ok(())))
     }
+
+    /// A wake-up for a caller about to wait on another process's fetch of `key`: it completes
+    /// when that fetch may have finished (the caller then looks in the store). It must be
+    /// armed when returned, so that a fetch finishing between this call and the caller's next
+    /// look still wakes it. `None` (the default): the store cannot tell, and the caller looks
+    /// every 20 ms; with a wake-up it looks only every 200 ms besides, for lost messages.
+    fn watch_fetch<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, Option<FetchNotice>> {
+        let _ = key;
+        Box::pin(futures::future::ready(None))
+    }
 }
+
+/// From [`TokenStore::watch_fetch`]: completes when another process's fetch may have finished.
+pub type FetchNotice = BoxFuture<'static, ()>;
 
 /// Permission to fetch a token for a key, from [`TokenStore::try_lock_fetch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,8 +214,12 @@ impl FetchLock {
 /// short enough that a process that dies while fetching delays the others only briefly.
 const FETCH_LOCK_TTL: Duration = Duration::from_secs(10);
 
-/// How often a process waiting for another's fetch looks for the token.
+/// How often a process waiting for another's fetch looks for the token, when the store cannot
+/// wake it ([`TokenStore::watch_fetch`]).
 const FETCH_WAIT_POLL: Duration = Duration::from_millis(20);
+
+/// How often it looks when the store wakes it: only for wake-ups that were lost.
+const FETCH_WAIT_FALLBACK_POLL: Duration = Duration::from_millis(200);
 
 /// The default [`TokenStore`]: a map in this process.
 ///
@@ -495,15 +512,32 @@ impl TokenFetcher {
     /// (the fetcher failed or died), so the caller tries for the lock again.
     async fn wait_for_other_fetch(&self, key: &TokenKey) -> Result<Option<CachedToken>> {
         let until = self.clock.now() + FETCH_LOCK_TTL;
-        while self.clock.now() < until {
-            self.clock.sleep(FETCH_WAIT_POLL).await;
-            if let Some(token) = self.store.get(key).await? {
-                if self.clock.wall() < token.refresh_at {
-                    return Ok(Some(token));
+        loop {
+            // Armed before looking, so that a fetch finishing in between still wakes us.
+            let notice = self.store.watch_fetch(key).await;
+            if let Some(token) = self.fresh_in_store(key).await? {
+                return Ok(Some(token));
+            }
+            let left = until.saturating_duration_since(self.clock.now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match notice {
+                None => self.clock.sleep(FETCH_WAIT_POLL.min(left)).await,
+                Some(notice) => {
+                    let poll = self.clock.sleep(FETCH_WAIT_FALLBACK_POLL.min(left));
+                    if let futures::future::Either::Left(_) = futures::future::select(notice, poll).await {
+                        // The fetch is over: its token, or, if it failed, our turn at the lock.
+                        return self.fresh_in_store(key).await;
+                    }
                 }
             }
         }
-        Ok(None)
+    }
+
+    /// The token in the store, if it need not be refreshed yet.
+    async fn fresh_in_store(&self, key: &TokenKey) -> Result<Option<CachedToken>> {
+        Ok(self.store.get(key).await?.filter(|token| self.clock.wall() < token.refresh_at))
     }
 
     async fn fetch(&self, source: &TokenSource) -> Result<CachedToken> {

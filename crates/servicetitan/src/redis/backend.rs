@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
+use super::notices::FetchNotices;
 use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN, GET_TOKEN, LOCK_FETCH, SETTLE};
 use super::settings::RedisSettings;
 use crate::auth::TokenKey;
@@ -40,6 +41,7 @@ pub struct RedisBackend {
     pub(super) compare_and_delete: redis::Script,
     pub(super) get_token: redis::Script,
     pub(super) lock_fetch: redis::Script,
+    pub(super) notices: FetchNotices,
     // Unique admission ids: the same call time from two processes must be two entries.
     instance: u64,
     sequence: AtomicU64,
@@ -56,6 +58,7 @@ impl RedisBackend {
     pub fn new(settings: RedisSettings, clock: Arc<dyn Clock>) -> Result<Self> {
         let client = redis::Client::open(settings.url.expose())
             .map_err(|e| Error::configuration("redis_url", redact_in(&e.to_string(), settings.url.expose())))?;
+        let notices = FetchNotices::new(client.clone(), &settings.key_prefix);
         Ok(RedisBackend {
             settings,
             client,
@@ -70,6 +73,7 @@ impl RedisBackend {
             compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
             get_token: redis::Script::new(GET_TOKEN),
             lock_fetch: redis::Script::new(LOCK_FETCH),
+            notices,
             instance: fastrand::u64(..),
             sequence: AtomicU64::new(0),
         })
