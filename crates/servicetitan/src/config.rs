@@ -382,6 +382,7 @@ pub struct ClientBuilder {
     redis_url: Option<Secret>,
     redis_key_prefix: Option<String>,
     redis_token_key: Option<Secret>,
+    redis_tls_ca: Option<Vec<u8>>,
     redis_fallback_share: Option<f64>,
     redis_wait: Option<Duration>,
     redis_client_time: Option<bool>,
@@ -582,6 +583,14 @@ impl ClientBuilder {
     /// ```
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(Secret::new(url.into()));
+        self
+    }
+
+    /// The CA certificates (PEM) that a `rediss://` server's certificate must chain to,
+    /// instead of the system's roots. Env: `ST_REDIS_TLS_CA` (path to a PEM file). The check
+    /// cannot be turned off: a `#insecure` URL is refused.
+    pub fn redis_tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.redis_tls_ca = Some(pem.into());
         self
     }
 
@@ -827,6 +836,17 @@ impl ClientBuilder {
         let Some(url) = url.filter(|u| !u.trim().is_empty()) else { return Ok(None) };
         // A cooldown in Redis is honoured as long as a 429's Retry-After would be, no longer.
         let mut settings = RedisSettings::new(&url)?.max_cooldown(max_retry_after);
+        let tls_ca =
+            match (&self.redis_tls_ca, set(env("ST_REDIS_TLS_CA"))) {
+                (Some(pem), _) => Some(pem.clone()),
+                (None, Some(path)) => Some(std::fs::read(path.trim()).map_err(|e| {
+                    Error::configuration("ST_REDIS_TLS_CA", format!("cannot read {:?}: {e}", path.trim()))
+                })?),
+                (None, None) => None,
+            };
+        if let Some(pem) = tls_ca {
+            settings = settings.tls_ca_pem(&pem)?;
+        }
         if let Some(prefix) = self.redis_key_prefix.clone().or_else(|| set(env("ST_REDIS_KEY_PREFIX"))) {
             settings = settings.key_prefix(prefix)?;
         }
