@@ -161,7 +161,7 @@ async fn token_wake(url: &str) {
             let prefix = prefix("wake");
             let builder = || {
                 Client::builder()
-                    .app_key(&sandbox.config().app_keys[0])
+                    .app_key(sandbox.config().app_keys[0].as_str())
                     .auth_url(sandbox.base_url())
                     .api_url(sandbox.base_url())
                     .redis_url(url)
@@ -175,7 +175,9 @@ async fn token_wake(url: &str) {
             } else {
                 builder().build().unwrap()
             };
-            sandbox.add_fault(Fault { route: "connect/token".into(), delay_ms: 200, count: 1, ..Default::default() });
+            sandbox
+                .try_add_fault(Fault { route: "connect/token".into(), delay_ms: 200, count: 1, ..Default::default() })
+                .unwrap();
             let call = |client: &Client| {
                 let tenant = client.tenant(creds.clone());
                 async move {
