@@ -85,6 +85,6 @@ fn page_text<'env>(env: &'env Env, page: &[u8]) -> napi::Result<JsString<'env>> 
     if page.is_ascii() {
         env.create_string_latin1(page)
     } else {
-        env.create_string(&String::from_utf8_lossy(page))
+        env.create_string(String::from_utf8_lossy(page))
     }
 }
