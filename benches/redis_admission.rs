@@ -1,19 +1,23 @@
-//! Redis-backed limiting: the cost of one admission (in-process vs Redis on loopback), and the
-//! aggregate throughput of 1, 2, 4 and 8 OS processes sharing one tenant through Redis against
-//! the sandbox's strict limiter (60 per second), as a fraction of the limit.
+//! Redis-backed limiting: the cost of one admission (in-process vs Redis on loopback); how soon a
+//! process waiting on another's token fetch gets the token, woken by pub/sub or polling every
+//! 20 ms; and the aggregate throughput of 1, 2, 4 and 8 OS processes sharing one tenant through
+//! Redis against the sandbox's strict limiter (60 per second), as a fraction of the limit.
 //!
 //! `cargo bench -p servicetitan-benches --bench redis_admission` (env: ST_TEST_REDIS_URL, else a
-//! redis-server of its own if one is installed; SECONDS=6.6 per run; PROCESSES=1,2,4,8).
+//! redis-server of its own if one is installed; SECONDS=6.6 per run; PROCESSES=1,2,4,8;
+//! WAKE_ROUNDS=30).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::future::BoxFuture;
+use servicetitan::auth::{CachedToken, FetchLock, TokenKey, TokenStore};
 use servicetitan::clock::SystemClock;
 use servicetitan::limit::{InProcessLimiter, Quota, RateLimiter};
-use servicetitan::redis::{RedisBackend, RedisLimiter, RedisSettings};
-use servicetitan::{Client, TenantCredentials};
-use servicetitan_sandbox::{BackgroundSandbox, SandboxConfig};
+use servicetitan::redis::{RedisBackend, RedisLimiter, RedisSettings, RedisTokenStore};
+use servicetitan::{Client, Secret, TenantCredentials};
+use servicetitan_sandbox::{BackgroundSandbox, Fault, LimitConfig, SandboxConfig};
 
 fn main() {
     if std::env::var("REDIS_BENCH_WORKER").is_ok() {
@@ -31,6 +35,7 @@ fn main() {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(admission_cost(&url));
+    runtime.block_on(token_wake(&url));
     throughput(&url);
 }
 
@@ -105,6 +110,93 @@ async fn admission_cost(url: &str) {
         t.await.unwrap();
     }
     println!("  redis, 8 concurrent callers of one key: {:.0} admissions/s", 8000.0 / started.elapsed().as_secs_f64());
+}
+
+/// The Redis token store without its wake-ups: [`TokenStore::watch_fetch`] left at its default,
+/// so a waiter looks for the token every 20 ms, as every waiter did before pub/sub.
+#[derive(Debug)]
+struct Polling(RedisTokenStore);
+
+impl TokenStore for Polling {
+    fn get<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, servicetitan::Result<Option<CachedToken>>> {
+        self.0.get(key)
+    }
+    fn put<'a>(&'a self, key: &'a TokenKey, token: &'a CachedToken) -> BoxFuture<'a, servicetitan::Result<()>> {
+        self.0.put(key, token)
+    }
+    fn remove_if<'a>(&'a self, key: &'a TokenKey, token: &'a Secret) -> BoxFuture<'a, servicetitan::Result<()>> {
+        self.0.remove_if(key, token)
+    }
+    fn try_lock_fetch<'a>(
+        &'a self,
+        key: &'a TokenKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, servicetitan::Result<Option<FetchLock>>> {
+        self.0.try_lock_fetch(key, ttl)
+    }
+    fn unlock_fetch<'a>(&'a self, key: &'a TokenKey, lock: &'a FetchLock) -> BoxFuture<'a, servicetitan::Result<()>> {
+        self.0.unlock_fetch(key, lock)
+    }
+}
+
+/// Two clients (two processes, as far as Redis can tell: a connection each) on one tenant:
+/// the first fetches a token that takes 200 ms, the second asks 50 ms later and waits for it.
+/// The wake latency is how long after the first client's call the second one's ends (both then
+/// make one API call).
+async fn token_wake(url: &str) {
+    let rounds: usize = std::env::var("WAKE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let config = SandboxConfig {
+        rate_limit: LimitConfig::disabled(),
+        report_limit: LimitConfig::disabled(),
+        ..SandboxConfig::default()
+    };
+    let sandbox = BackgroundSandbox::start(config).expect("sandbox starts");
+    let t = sandbox.config().tenants[0].clone();
+    let creds = TenantCredentials::new(t.id, t.client_id.clone(), t.client_secret.clone());
+    println!("\nwaiting on another process's token fetch: the waiter ends after the fetcher by ({rounds} rounds)");
+    println!("{:>28} {:>9} {:>9} {:>9}", "waiter woken by", "median", "p90", "max");
+    for polling in [true, false] {
+        let mut behind = Vec::new();
+        for _ in 0..rounds {
+            let prefix = prefix("wake");
+            let builder = || {
+                Client::builder()
+                    .app_key(sandbox.config().app_keys[0].as_str())
+                    .auth_url(sandbox.base_url())
+                    .api_url(sandbox.base_url())
+                    .redis_url(url)
+                    .redis_key_prefix(prefix.clone())
+            };
+            let fetcher = builder().build().unwrap();
+            let waiter = if polling {
+                let settings = RedisSettings::new(url).unwrap().key_prefix(prefix.clone()).unwrap();
+                let backend = Arc::new(RedisBackend::new(settings, Arc::new(SystemClock)).unwrap());
+                builder().token_store(Arc::new(Polling(RedisTokenStore::new(backend)))).build().unwrap()
+            } else {
+                builder().build().unwrap()
+            };
+            sandbox
+                .try_add_fault(Fault { route: "connect/token".into(), delay_ms: 200, count: 1, ..Default::default() })
+                .unwrap();
+            let call = |client: &Client| {
+                let tenant = client.tenant(creds.clone());
+                async move {
+                    tenant.get("crm/customers").query(&[("pageSize", 1)]).send::<serde_json::Value>().await.unwrap();
+                    Instant::now()
+                }
+            };
+            let fetching = tokio::spawn(call(&fetcher));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let waiting = tokio::spawn(call(&waiter));
+            let (fetched, waited) = (fetching.await.unwrap(), waiting.await.unwrap());
+            assert_eq!(waiter.stats().token_fetches, 0, "the waiter used the fetcher's token");
+            behind.push(waited.saturating_duration_since(fetched).as_secs_f64() * 1e3);
+        }
+        behind.sort_by(f64::total_cmp);
+        let at = |q: f64| behind[((behind.len() - 1) as f64 * q).round() as usize];
+        let name = if polling { "polling every 20 ms" } else { "pub/sub (polls at 200 ms)" };
+        println!("{name:>28} {:>6.2} ms {:>6.2} ms {:>6.2} ms", at(0.5), at(0.9), at(1.0));
+    }
 }
 
 fn throughput(url: &str) {

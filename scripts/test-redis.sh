@@ -3,7 +3,8 @@
 # installs redis-server if missing (Debian, as root), starts a throwaway one on a free port
 # (no persistence), runs the Rust Redis suites (lock ownership, encryption, the Lua limiter
 # under a property test, a Redis restart mid-run, four Python and Node processes sharing one
-# tenant) and the Redis tests of the Python and Node packages, then always stops the server.
+# tenant, TLS with a throwaway CA made by openssl) and the Redis tests of the Python and Node
+# packages, then always stops the server.
 #
 # Runs after scripts/test-python.sh and scripts/test-node.sh (scripts/test.sh does): it uses
 # the package they installed in .venv and the addon they built in node/.
@@ -17,6 +18,16 @@ if ! command -v redis-server >/dev/null; then
     apt-get install -y -qq redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
   else
     echo "test-redis.sh: redis-server is not installed (apt-get install redis-server)" >&2
+    exit 1
+  fi
+fi
+
+# The TLS suite makes its throwaway CA and certificates with the openssl command.
+if ! command -v openssl >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+  else
+    echo "test-redis.sh: the openssl command is not installed (apt-get install openssl)" >&2
     exit 1
   fi
 fi
@@ -48,7 +59,7 @@ echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') o
 # --nocapture: a suite that skipped prints why, and the grep below turns a skip into a failure.
 out="$workdir/rust.log"
 cargo test -p servicetitan --test redis_limiter --test redis_tokens --test redis_restart --test redis_processes \
-  --test redis_webhooks \
+  --test redis_webhooks --test redis_tls \
   -- --nocapture 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 [ "$status" = 0 ] || exit "$status"

@@ -42,7 +42,7 @@ class FetchTenant {
       headers: { authorization: `Bearer ${await this.accessToken()}`, 'st-app-key': this.appKey },
     })
     if (!res.ok) throw new Error(`GET ${url} failed: ${res.status}`)
-    return res.json()
+    return JSON.parse(await res.text())
   }
 
   async *export(path) {

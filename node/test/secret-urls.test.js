@@ -30,7 +30,7 @@ const BAD_BASE_URLS = [
 const BAD_REDIS_URLS = [
   'nope://:S3cr3tPw@cache.example.com',
   'redis://:S3cr3tPw@cache.example.com:99999',
-  'rediss://user:S3cr3tPw@cache.example.com',
+  'rediss://user:S3cr3tPw@cache.example.com#insecure',
   'redis://:S3cr3tPw@0.0.0.0',
   'redis://:S3cr3tPw@cache.example.com/not-a-db',
   'redis+unix:///run/redis.sock?pass=S3cr3tPw&db=x',

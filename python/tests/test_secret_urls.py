@@ -32,7 +32,7 @@ BAD_BASE_URLS = [
 BAD_REDIS_URLS = [
     "nope://:S3cr3tPw@cache.example.com",
     "redis://:S3cr3tPw@cache.example.com:99999",
-    "rediss://user:S3cr3tPw@cache.example.com",
+    "rediss://user:S3cr3tPw@cache.example.com#insecure",
     "redis://:S3cr3tPw@0.0.0.0",
     "redis://:S3cr3tPw@cache.example.com/not-a-db",
     "redis+unix:///run/redis.sock?pass=S3cr3tPw&db=x",

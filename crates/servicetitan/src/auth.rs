@@ -1,6 +1,7 @@
 //! OAuth client credentials: the token exchange and the token cache (one fetch shared by all concurrent callers, refreshed ahead of expiry, invalidated only by a 401 on the token that was sent).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -170,7 +171,20 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
         let _ = (key, lock);
         Box::pin(futures::future::ready(Ok(())))
     }
+
+    /// A wake-up for a caller about to wait on another process's fetch of `key`: it completes
+    /// when that fetch may have finished (the caller then looks in the store). It must be
+    /// armed when returned, so that a fetch finishing between this call and the caller's next
+    /// look still wakes it. `None` (the default): the store cannot tell, and the caller looks
+    /// every 20 ms; with a wake-up it looks only every 200 ms besides, for lost messages.
+    fn watch_fetch<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, Option<FetchNotice>> {
+        let _ = key;
+        Box::pin(futures::future::ready(None))
+    }
 }
+
+/// From [`TokenStore::watch_fetch`]: completes when another process's fetch may have finished.
+pub type FetchNotice = BoxFuture<'static, ()>;
 
 /// Permission to fetch a token for a key, from [`TokenStore::try_lock_fetch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,37 +214,125 @@ impl FetchLock {
 /// short enough that a process that dies while fetching delays the others only briefly.
 const FETCH_LOCK_TTL: Duration = Duration::from_secs(10);
 
-/// How often a process waiting for another's fetch looks for the token.
+/// How often a process waiting for another's fetch looks for the token, when the store cannot
+/// wake it ([`TokenStore::watch_fetch`]).
 const FETCH_WAIT_POLL: Duration = Duration::from_millis(20);
 
+/// How often it looks when the store wakes it: only for wake-ups that were lost.
+const FETCH_WAIT_FALLBACK_POLL: Duration = Duration::from_millis(200);
+
 /// The default [`TokenStore`]: a map in this process.
-#[derive(Debug, Default)]
+///
+/// Expired tokens are evicted as new ones are stored: each store looks at a few of the
+/// earliest expiries (a heap ordered by expiry), so an app that has synced many tenants once
+/// does not keep their tokens forever, and no call scans every tenant.
+#[derive(Debug)]
 pub struct MemoryTokenStore {
-    tokens: RwLock<HashMap<TokenKey, CachedToken>>,
+    clock: Arc<dyn Clock>,
+    tokens: RwLock<MemoryTokens>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryTokens {
+    map: HashMap<TokenKey, CachedToken>,
+    // One entry per token stored, earliest expiry first. An entry whose key has since been
+    // replaced or removed is dropped when it comes up: at most one per token stored within
+    // a lifetime, so the heap stays within a small multiple of the live tokens.
+    expiries: BinaryHeap<Reverse<Expiry>>,
+}
+
+#[derive(Debug)]
+struct Expiry {
+    at: SystemTime,
+    key: TokenKey,
+}
+
+impl PartialEq for Expiry {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Expiry {}
+impl PartialOrd for Expiry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Expiry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
+/// The most expired entries one store evicts: more than the one entry each store adds, so
+/// eviction keeps up, and few enough that no store waits on a long sweep.
+const EVICTIONS_PER_PUT: usize = 8;
+
+impl Default for MemoryTokenStore {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(crate::clock::SystemClock))
+    }
 }
 
 impl MemoryTokenStore {
-    /// An empty store.
+    /// An empty store on the system clock.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that reads the time (to evict expired tokens) from `clock`: the
+    /// client's own, so a test clock governs eviction as it governs the token schedule.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemoryTokenStore { clock, tokens: RwLock::new(MemoryTokens::default()) }
+    }
+
+    /// How many tokens it holds (expired ones not yet evicted included).
+    pub fn len(&self) -> usize {
+        crate::sync::read(&self.tokens).map.len()
+    }
+
+    /// Whether it holds no token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl MemoryTokens {
+    /// Drops up to [`EVICTIONS_PER_PUT`] tokens expired at `now`.
+    fn evict_expired(&mut self, now: SystemTime) {
+        for _ in 0..EVICTIONS_PER_PUT {
+            match self.expiries.peek() {
+                Some(Reverse(first)) if first.at <= now => {}
+                _ => return,
+            }
+            let Some(Reverse(expiry)) = self.expiries.pop() else { return };
+            // Only if the token under the key is still the one that expired.
+            if self.map.get(&expiry.key).is_some_and(|t| t.expires_at <= now) {
+                self.map.remove(&expiry.key);
+            }
+        }
     }
 }
 
 impl TokenStore for MemoryTokenStore {
     fn get<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, Result<Option<CachedToken>>> {
-        let token = crate::sync::read(&self.tokens).get(key).cloned();
+        let token = crate::sync::read(&self.tokens).map.get(key).cloned();
         Box::pin(futures::future::ready(Ok(token)))
     }
 
     fn put<'a>(&'a self, key: &'a TokenKey, token: &'a CachedToken) -> BoxFuture<'a, Result<()>> {
-        crate::sync::write(&self.tokens).insert(key.clone(), token.clone());
+        let now = self.clock.wall();
+        let mut tokens = crate::sync::write(&self.tokens);
+        tokens.evict_expired(now);
+        tokens.map.insert(key.clone(), token.clone());
+        tokens.expiries.push(Reverse(Expiry { at: token.expires_at, key: key.clone() }));
         Box::pin(futures::future::ready(Ok(())))
     }
 
     fn remove_if<'a>(&'a self, key: &'a TokenKey, access_token: &'a Secret) -> BoxFuture<'a, Result<()>> {
         let mut tokens = crate::sync::write(&self.tokens);
-        if tokens.get(key).is_some_and(|t| &t.access_token == access_token) {
-            tokens.remove(key);
+        if tokens.map.get(key).is_some_and(|t| &t.access_token == access_token) {
+            tokens.map.remove(key);
         }
         Box::pin(futures::future::ready(Ok(())))
     }
@@ -410,15 +512,32 @@ impl TokenFetcher {
     /// (the fetcher failed or died), so the caller tries for the lock again.
     async fn wait_for_other_fetch(&self, key: &TokenKey) -> Result<Option<CachedToken>> {
         let until = self.clock.now() + FETCH_LOCK_TTL;
-        while self.clock.now() < until {
-            self.clock.sleep(FETCH_WAIT_POLL).await;
-            if let Some(token) = self.store.get(key).await? {
-                if self.clock.wall() < token.refresh_at {
-                    return Ok(Some(token));
+        loop {
+            // Armed before looking, so that a fetch finishing in between still wakes us.
+            let notice = self.store.watch_fetch(key).await;
+            if let Some(token) = self.fresh_in_store(key).await? {
+                return Ok(Some(token));
+            }
+            let left = until.saturating_duration_since(self.clock.now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match notice {
+                None => self.clock.sleep(FETCH_WAIT_POLL.min(left)).await,
+                Some(notice) => {
+                    let poll = self.clock.sleep(FETCH_WAIT_FALLBACK_POLL.min(left));
+                    if let futures::future::Either::Left(_) = futures::future::select(notice, poll).await {
+                        // The fetch is over: its token, or, if it failed, our turn at the lock.
+                        return self.fresh_in_store(key).await;
+                    }
                 }
             }
         }
-        Ok(None)
+    }
+
+    /// The token in the store, if it need not be refreshed yet.
+    async fn fresh_in_store(&self, key: &TokenKey) -> Result<Option<CachedToken>> {
+        Ok(self.store.get(key).await?.filter(|token| self.clock.wall() < token.refresh_at))
     }
 
     async fn fetch(&self, source: &TokenSource) -> Result<CachedToken> {
@@ -810,6 +929,48 @@ mod tests {
         assert_eq!(store.get(&key).await.unwrap(), Some(new));
         store.remove_if(&key, &Secret::new("new")).await.unwrap();
         assert_eq!(store.get(&key).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_evicted_a_few_per_store_and_live_ones_kept() {
+        let clock = ManualClock::new();
+        let store = MemoryTokenStore::with_clock(Arc::new(clock.clone()));
+        let key = |i: usize| TokenKey {
+            environment: "e".into(),
+            client_id: format!("c{i}"),
+            secret_fingerprint: "f".into(),
+            store_key: StoreKey::derive(&Secret::new("s")),
+        };
+        let token = |life: u64| CachedToken::schedule(Secret::new("t"), clock.wall(), Duration::from_secs(life));
+        // 1,000 tenants synced once with 60 s tokens, and one busy tenant with a 900 s token.
+        for i in 0..1000 {
+            store.put(&key(i), &token(60)).await.unwrap();
+        }
+        store.put(&key(5000), &token(900)).await.unwrap();
+        assert_eq!(store.len(), 1001);
+
+        clock.advance(Duration::from_secs(61));
+        // One store evicts a bounded number of the expired tokens, not all of them.
+        store.put(&key(5001), &token(900)).await.unwrap();
+        assert_eq!(store.len(), 1002 - EVICTIONS_PER_PUT);
+        // As stores go on, every expired token goes, and the live ones stay.
+        for i in 0..200 {
+            store.put(&key(6000 + i), &token(900)).await.unwrap();
+        }
+        assert_eq!(store.len(), 202);
+        assert!(store.get(&key(5000)).await.unwrap().is_some());
+        assert!(store.get(&key(0)).await.unwrap().is_none());
+        // A key stored again before its first token expired keeps the new token when the old
+        // expiry comes up.
+        store.put(&key(7000), &token(60)).await.unwrap();
+        clock.advance(Duration::from_secs(30));
+        store.put(&key(7000), &token(900)).await.unwrap();
+        clock.advance(Duration::from_secs(31));
+        for i in 0..10 {
+            store.put(&key(8000 + i), &token(900)).await.unwrap();
+        }
+        assert!(store.get(&key(7000)).await.unwrap().is_some());
+        assert!(crate::sync::read(&store.tokens).expiries.len() <= store.len() + EVICTIONS_PER_PUT);
     }
 
     /// A token endpoint on loopback answering from a script of statuses (200 once the script

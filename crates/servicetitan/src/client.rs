@@ -151,7 +151,7 @@ impl Client {
         let store: Arc<dyn TokenStore> = match (builder.token_store.clone(), &redis) {
             (Some(store), _) => store,
             (None, Some(backend)) => Arc::new(RedisTokenStore::new(backend.clone())),
-            (None, None) => Arc::new(MemoryTokenStore::new()),
+            (None, None) => Arc::new(MemoryTokenStore::with_clock(clock.clone())),
         };
         let limiter: Arc<dyn RateLimiter> = match (builder.rate_limiter.clone(), &redis) {
             (Some(limiter), _) => limiter,

@@ -197,6 +197,8 @@ pub const SETTINGS: &[Setting] = &[
         DefaultValue::Absent("the system's only"), "PEM certificates"),
     setting("share tokens and limits through Redis", "redis_url", Some("redis_url"), Some("redisUrl"), "ST_REDIS_URL",
         EnvUnit::Text, Kind::Text, DefaultValue::Absent("off: in process"), "`redis://[[user]:password@]host[:port][/db]`"),
+    setting("CA certificates for `rediss://` (PEM)", "redis_tls_ca_pem", None, None, "ST_REDIS_TLS_CA",
+        EnvUnit::Path, Kind::Certificates, DefaultValue::Absent("the system's roots"), "PEM certificates"),
     setting("Redis key prefix", "redis_key_prefix", Some("redis_key_prefix"), Some("redisKeyPrefix"),
         "ST_REDIS_KEY_PREFIX", EnvUnit::Text, Kind::Text, DefaultValue::Text(DEFAULT_REDIS_KEY_PREFIX),
         "not empty, no spaces, `{` or `}`"),

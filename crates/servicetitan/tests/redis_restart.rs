@@ -1,6 +1,7 @@
 //! Redis restarted in the middle of a run (a redis-server this test starts and kills; needs
 //! `ST_TEST_REDIS_URL` set, as scripts/test-redis.sh does, to run): no call lost or
-//! duplicated, no 429, and the documented failure behaviour when Redis stays away.
+//! duplicated, no 429, and the documented failure behaviour when Redis stays away; and a
+//! waiter for another process's token whose pub/sub connection is cut.
 
 mod common;
 
@@ -145,4 +146,43 @@ async fn with_a_fallback_share_calls_go_on_without_redis_and_without_429s() {
     // 30 per window at half the budget: the last 15 wait for the second window.
     assert!(started.elapsed() >= Duration::from_millis(1100), "{:?}", started.elapsed());
     assert_eq!(client.stats().rate_limited, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_pub_sub_connection_is_cut_still_gets_the_shared_token() {
+    if !enabled() {
+        return;
+    }
+    let port = free_port();
+    let _server = Server::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let sandbox = common::start(common::unlimited()).await;
+    // The token request is slow, so that the second client waits on the first one's fetch.
+    sandbox.add_fault(servicetitan_sandbox::Fault {
+        route: "connect/token".into(),
+        delay_ms: 400,
+        count: 1,
+        ..Default::default()
+    });
+    let client = || common::builder(&sandbox).redis_url(url.clone()).build().unwrap();
+    let (first, second) = (client(), client());
+    let call = |c: &servicetitan::Client| {
+        let tenant = common::tenant(c, &sandbox, 0);
+        async move { tenant.get("crm/customers").query(&[("pageSize", 1)]).send::<serde_json::Value>().await }
+    };
+    let fetching = tokio::spawn(call(&first));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = tokio::spawn(call(&second));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The waiter's subscription is cut while the fetch goes on: the fetcher's announcement
+    // can be lost.
+    let mut admin = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut admin).await.unwrap();
+    assert_eq!(killed, 1, "the waiting process was subscribed");
+    let started = Instant::now();
+    fetching.await.unwrap().unwrap();
+    waiting.await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(common::stat(&sandbox, "/token_requests_total"), 1, "the waiter used the shared token");
+    assert_eq!(second.stats().token_fetches, 0);
 }

@@ -259,3 +259,55 @@ async fn token_entry(url: &str, prefix: &str) -> String {
     let [entry] = token_keys(url, prefix).await.try_into().unwrap();
     entry
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_woken_by_the_fetcher_releasing_its_lock_not_by_a_poll() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("wake");
+    let (fetcher, waiter) = (store(&url, &prefix, None), store(&url, &prefix, None));
+    let lock = fetcher.try_lock_fetch(&key(), Duration::from_secs(10)).await.unwrap().expect("free");
+    let notice = waiter.watch_fetch(&key()).await.expect("a Redis store wakes its waiters");
+    let mut notice = std::pin::pin!(notice);
+    // Nothing wakes it while the fetch goes on.
+    assert!(tokio::time::timeout(Duration::from_millis(150), notice.as_mut()).await.is_err(), "woken early");
+    let token = CachedToken::schedule(Secret::new("tok-shared"), SystemTime::now(), Duration::from_secs(900));
+    fetcher.put(&key(), &token).await.unwrap();
+    let released = std::time::Instant::now();
+    fetcher.unlock_fetch(&key(), &lock).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), notice).await.expect("woken once the lock is released");
+    let woken = released.elapsed();
+    assert!(woken < Duration::from_millis(100), "woken {woken:?} after the release");
+    assert_eq!(waiter.get(&key()).await.unwrap().unwrap().access_token, token.access_token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_on_another_process_fetch_gets_the_token_as_it_lands() {
+    let Some(url) = redis_url() else { return };
+    let sandbox = common::start(common::unlimited()).await;
+    // The token request is slow, so that the second client finds the first one fetching.
+    sandbox.add_fault(servicetitan_sandbox::Fault {
+        route: "connect/token".into(),
+        delay_ms: 400,
+        count: 1,
+        ..Default::default()
+    });
+    let prefix = unique_prefix("wake-e2e");
+    let client = || common::builder(&sandbox).redis_url(url.clone()).redis_key_prefix(prefix.clone()).build().unwrap();
+    let (first, second) = (client(), client());
+    let call = |c: &servicetitan::Client| {
+        let tenant = common::tenant(c, &sandbox, 0);
+        async move {
+            tenant.get("crm/customers").query(&[("pageSize", 1)]).send::<serde_json::Value>().await.unwrap();
+            std::time::Instant::now()
+        }
+    };
+    let fetching = tokio::spawn(call(&first));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = tokio::spawn(call(&second));
+    let (first_done, second_done) = (fetching.await.unwrap(), waiting.await.unwrap());
+    assert_eq!(common::stat(&sandbox, "/token_requests_total"), 1, "one fetch for both");
+    assert_eq!(second.stats().token_fetches, 0);
+    // Well inside the waiters' fallback poll (200 ms): the release woke it.
+    let behind = second_done.saturating_duration_since(first_done);
+    assert!(behind < Duration::from_millis(100), "the waiter finished {behind:?} after the fetcher");
+}

@@ -52,6 +52,7 @@ pub struct ClientBuilder {
     pub(super) redis_url: Option<Secret>,
     pub(super) redis_key_prefix: Option<String>,
     pub(super) redis_token_key: Option<Secret>,
+    pub(super) redis_tls_ca: Option<Vec<u8>>,
     pub(super) redis_fallback_share: Option<f64>,
     pub(super) redis_wait: Option<Duration>,
     pub(super) redis_client_time: Option<bool>,
@@ -252,6 +253,14 @@ impl ClientBuilder {
     /// ```
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(Secret::new(url.into()));
+        self
+    }
+
+    /// The CA certificates (PEM) that a `rediss://` server's certificate must chain to,
+    /// instead of the system's roots. Env: `ST_REDIS_TLS_CA` (path to a PEM file). The check
+    /// cannot be turned off: a `#insecure` URL is refused.
+    pub fn redis_tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.redis_tls_ca = Some(pem.into());
         self
     }
 

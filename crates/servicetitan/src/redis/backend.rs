@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
+use super::notices::FetchNotices;
 use super::scripts::{ADMIT, COMPARE_AND_DELETE, COOL_DOWN, GET_TOKEN, LOCK_FETCH, SETTLE};
 use super::settings::RedisSettings;
 use crate::auth::TokenKey;
@@ -40,6 +41,7 @@ pub struct RedisBackend {
     pub(super) compare_and_delete: redis::Script,
     pub(super) get_token: redis::Script,
     pub(super) lock_fetch: redis::Script,
+    pub(super) notices: FetchNotices,
     // Unique admission ids: the same call time from two processes must be two entries.
     instance: u64,
     sequence: AtomicU64,
@@ -54,8 +56,12 @@ impl fmt::Debug for RedisBackend {
 impl RedisBackend {
     /// A backend for `settings`. Connects lazily, on first use.
     pub fn new(settings: RedisSettings, clock: Arc<dyn Clock>) -> Result<Self> {
-        let client = redis::Client::open(settings.url.expose())
+        // rustls picks the process's default provider; the engine uses ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = settings
+            .client()
             .map_err(|e| Error::configuration("redis_url", redact_in(&e.to_string(), settings.url.expose())))?;
+        let notices = FetchNotices::new(client.clone(), &settings.key_prefix);
         Ok(RedisBackend {
             settings,
             client,
@@ -70,6 +76,7 @@ impl RedisBackend {
             compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
             get_token: redis::Script::new(GET_TOKEN),
             lock_fetch: redis::Script::new(LOCK_FETCH),
+            notices,
             instance: fastrand::u64(..),
             sequence: AtomicU64::new(0),
         })
@@ -184,6 +191,11 @@ impl RedisBackend {
             Some(Cause::Transport(Failure::NameNotResolved)) => {
                 ("could not be reached for", "check the host name of redis_url (ST_REDIS_URL)")
             }
+            Some(Cause::Transport(Failure::Tls)) => (
+                "failed the TLS handshake for",
+                "the server's certificate must chain to redis_tls_ca (ST_REDIS_TLS_CA), or to the system's \
+                 roots when that is not set, and name the host of redis_url",
+            ),
             _ => ("did not answer", next),
         };
         Error::new(
@@ -329,7 +341,9 @@ const REDIS_BACKOFF: RetryPolicy = RetryPolicy {
 /// A failed Redis command as the classifier sees it: a failed connection, or an error answer
 /// (transient when Redis says to try again, or when the connection must be remade).
 fn answer_of(error: &redis::RedisError) -> Answer<'static> {
-    let failure = if error.is_timeout() {
+    let failure = if is_tls_failure(error) {
+        Some(Failure::Tls)
+    } else if error.is_timeout() {
         Some(Failure::Timeout)
     } else if error.is_connection_refusal() {
         Some(Failure::Refused)
@@ -350,6 +364,17 @@ fn answer_of(error: &redis::RedisError) -> Answer<'static> {
                 && error.kind() != redis::ErrorKind::AuthenticationFailed,
         },
     }
+}
+
+/// A failed TLS handshake: the same certificate comes back on every try. The driver keeps the
+/// first connection's error only as text in the errors it hands out afterwards, so the
+/// words of rustls are recognised as well as its error type.
+fn is_tls_failure(error: &redis::RedisError) -> bool {
+    let text = error.to_string();
+    matches!(failure_in(error), Failure::Tls)
+        || ["invalid peer certificate", "received fatal alert", "peer is incompatible", "peer misbehaved"]
+            .iter()
+            .any(|words| text.contains(words))
 }
 
 /// What one admission try came to.
@@ -399,6 +424,12 @@ mod tests {
         assert_eq!(outcome(redis::RedisError::from(dns)), "fail Transport(NameNotResolved)");
         let refused = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
         assert_eq!(outcome(refused), "fail RedisError");
+        let untrusted = redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "connection failed",
+            "invalid peer certificate: UnknownIssuer".to_string(),
+        ));
+        assert_eq!(outcome(untrusted), "fail Transport(Tls)");
     }
 
     #[tokio::test]

@@ -17,7 +17,9 @@
 //!   the secret, and expire with the token (`PX`). One process fetches under a short lock
 //!   (`SET NX PX` with a random owner, released by a compare-and-delete script) while the
 //!   others wait for the value (a lock is never held longer than its TTL, however it was
-//!   set). Tokens are encrypted with AES-256-GCM under a key derived from the client secret
+//!   set). The fetcher publishes on the token's channel when it is done, and the waiters,
+//!   subscribed through one pub/sub connection per process, wake at once; they still look
+//!   every 200 ms in case a message was lost. Tokens are encrypted with AES-256-GCM under a key derived from the client secret
 //!   ([`StoreKey`](crate::auth::StoreKey)), combined with [`RedisSettings::token_key`] when
 //!   set; an entry that does not decrypt is a miss, logged, and replaced.
 //! - **Whoever can write to Redis** can delete tokens (more token fetches) and delay calls,
@@ -43,6 +45,7 @@
 
 mod backend;
 mod limiter;
+mod notices;
 mod scripts;
 mod settings;
 mod tokens;

@@ -27,6 +27,7 @@ pub struct RedisSettings {
     pub(super) wait: Duration,
     pub(super) client_time: bool,
     pub(super) max_cooldown: Duration,
+    pub(super) tls_ca: Option<Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -39,13 +40,25 @@ impl fmt::Debug for TokenKeyBytes {
 }
 
 impl RedisSettings {
-    /// Settings for `url` (`redis://[[user]:password@]host[:port][/db]`; TLS, `rediss://`, is
-    /// not compiled in), with the defaults: prefix `servicetitan`, tokens encrypted under a
-    /// key derived from each client secret alone, no fallback, 30 s of waiting for Redis,
-    /// Redis's clock, cooldowns honoured for up to 120 s.
+    /// Settings for `url` (`redis://[[user]:password@]host[:port][/db]`, or `rediss://` for
+    /// TLS, the server's certificate checked against the system's roots or
+    /// [`tls_ca_pem`](Self::tls_ca_pem)), with the defaults: prefix `servicetitan`, tokens
+    /// encrypted under a key derived from each client secret alone, no fallback, 30 s of
+    /// waiting for Redis, Redis's clock, cooldowns honoured for up to 120 s.
+    ///
+    /// Certificate checks cannot be turned off: `rediss://…#insecure` is refused.
     pub fn new(url: &str) -> Result<Self> {
         let url = url.trim();
         let redacted_url = redact_url(url);
+        if url.ends_with("#insecure") {
+            return Err(Error::configuration(
+                "redis_url",
+                format!(
+                    "{redacted_url:?} turns off the check of the server's certificate, which this client never \
+                     does; give the CA that signed it with redis_tls_ca (ST_REDIS_TLS_CA) instead"
+                ),
+            ));
+        }
         let parsed = redis::Client::open(url);
         if let Err(e) = parsed {
             return Err(Error::configuration(
@@ -62,7 +75,54 @@ impl RedisSettings {
             wait: crate::settings::DEFAULT_REDIS_WAIT,
             client_time: false,
             max_cooldown: crate::settings::DEFAULT_MAX_RETRY_AFTER,
+            tls_ca: None,
         })
+    }
+
+    /// The certificates (PEM) that the server's certificate of a `rediss://` URL must chain
+    /// to, instead of the system's roots: for a Redis whose certificate a private CA signed.
+    /// Refused for a URL without TLS, where it would protect nothing. Env: `ST_REDIS_TLS_CA`
+    /// (the path of a PEM file).
+    pub fn tls_ca_pem(mut self, pem: &[u8]) -> Result<Self> {
+        if !self.is_tls() {
+            return Err(Error::configuration(
+                "redis_tls_ca",
+                format!("a CA for Redis over TLS, but {:?} is not a rediss:// URL", self.redacted_url),
+            ));
+        }
+        let text = std::str::from_utf8(pem).unwrap_or("");
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Error::configuration(
+                "redis_tls_ca",
+                "expected PEM certificates (-----BEGIN CERTIFICATE-----)",
+            ));
+        }
+        let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) };
+        if let Err(e) = redis::Client::build_with_tls(self.url.expose(), certificates) {
+            return Err(Error::configuration(
+                "redis_tls_ca",
+                format!("not usable as PEM certificates ({})", redact_in(&e.to_string(), self.url.expose())),
+            ));
+        }
+        self.tls_ca = Some(pem.to_vec());
+        Ok(self)
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.url.expose().starts_with("rediss://") || self.url.expose().starts_with("valkeys://")
+    }
+
+    /// The driver's client for these settings: TLS roots from [`tls_ca_pem`](Self::tls_ca_pem)
+    /// when given, else the system's.
+    pub(super) fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.tls_ca {
+            Some(pem) => redis::Client::build_with_tls(
+                self.url.expose(),
+                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+            ),
+            None => redis::Client::open(self.url.expose()),
+        }
     }
 
     /// Prefixes every key (default `servicetitan`): clients with different prefixes share
@@ -148,6 +208,7 @@ impl fmt::Debug for RedisSettings {
             .field("wait", &self.wait)
             .field("client_time", &self.client_time)
             .field("max_cooldown", &self.max_cooldown)
+            .field("tls_ca", &self.tls_ca.as_ref().map(|_| "PEM"))
             .finish()
     }
 }
@@ -192,7 +253,6 @@ mod tests {
                     assert_eq!(settings.redacted_url(), shown);
                     assert!(!format!("{settings:?}").contains("pw-secret"));
                 }
-                // rediss:// without TLS compiled in is refused, the URL redacted.
                 Err(e) => {
                     assert!(e.to_string().contains(shown), "{e}");
                     assert!(!e.to_string().contains("pw-secret") && !format!("{e:?}").contains("pw-secret"), "{e}");

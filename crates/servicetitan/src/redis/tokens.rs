@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::backend::RedisBackend;
-use crate::auth::{CachedToken, FetchLock, TokenKey, TokenStore};
+use super::notices;
+use crate::auth::{CachedToken, FetchLock, FetchNotice, TokenKey, TokenStore};
 use crate::config::Secret;
 use crate::error::Result;
 
@@ -275,16 +276,21 @@ impl TokenStore for RedisTokenStore {
     fn unlock_fetch<'a>(&'a self, key: &'a TokenKey, lock: &'a FetchLock) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let Some(owner) = lock.owner() else { return Ok(()) };
-            let lock_key = format!("{}:lock", self.backend.token_key(key));
-            let result =
-                self.backend
-                    .run("releasing the token lock", |mut c| {
-                        let lock_key = &lock_key;
-                        async move {
-                            self.backend.compare_and_delete.key(lock_key).arg(owner).invoke_async::<i64>(&mut c).await
-                        }
-                    })
-                    .await;
+            let token_key = self.backend.token_key(key);
+            let lock_key = format!("{token_key}:lock");
+            let channel = notices::channel(&token_key);
+            // Released, then announced: the waiters wake to find the token (stored before
+            // this) or, if the fetch failed, a free lock.
+            let result = self
+                .backend
+                .run("releasing the token lock", |mut c| {
+                    let (lock_key, channel) = (&lock_key, &channel);
+                    async move {
+                        self.backend.compare_and_delete.key(lock_key).arg(owner).invoke_async::<i64>(&mut c).await?;
+                        redis::cmd("PUBLISH").arg(channel).arg(1).query_async::<i64>(&mut c).await
+                    }
+                })
+                .await;
             match result {
                 // An unreleased lock expires by itself within its TTL.
                 Err(_) if self.fallback() => Ok(()),
@@ -292,6 +298,10 @@ impl TokenStore for RedisTokenStore {
                 Ok(_) => Ok(()),
             }
         })
+    }
+
+    fn watch_fetch<'a>(&'a self, key: &'a TokenKey) -> BoxFuture<'a, Option<FetchNotice>> {
+        Box::pin(async move { self.backend.notices.watch(notices::channel(&self.backend.token_key(key))).await })
     }
 }
 
