@@ -85,10 +85,10 @@ fi
 if want rust; then
   step "Rust: cargo package of the published crates (each built from its packaged sources), cargo doc"
   # --allow-dirty: the check is of the sources as they are, committed or not.
-  timed cargo package --quiet --allow-dirty -p servicetitan-sandbox -p servicetitan
+  timed cargo package --quiet --allow-dirty -p servicetitan-sandbox -p servicetitan -p servicetitan-cli
   ls -l target/package/*.crate
   PACKAGING_DIST="$ROOT/target/package" pytest_packaging tests/packaging/test_crates.py
-  RUSTDOCFLAGS="-D warnings" timed cargo doc --quiet --no-deps -p servicetitan -p servicetitan-sandbox
+  RUSTDOCFLAGS="-D warnings" timed cargo doc --quiet --no-deps -p servicetitan -p servicetitan-sandbox -p servicetitan-cli
 fi
 
 printf '\npackaging checks passed\n'

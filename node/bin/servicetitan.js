@@ -3,7 +3,12 @@
 // binary and the Python console script run. It prints to standard output and error itself.
 'use strict'
 
+const path = require('node:path')
 const native = require('../platform.js').loadAddon()
+
+// Installed also as `tap-servicetitan`, the name Singer runners such as Meltano start an
+// extractor by: the command line knows that name and runs the tap.
+const program = path.basename(process.argv[1] || 'servicetitan', '.js') === 'tap-servicetitan' ? 'tap-servicetitan' : 'servicetitan'
 
 // Ctrl-C and SIGTERM end the command at once, as they end the binary. Node's own exit-on-signal
 // handler re-raises the signal, which the command's handler (the sandbox waits for Ctrl-C to
@@ -15,7 +20,7 @@ for (const [signal, number] of [
   process.on(signal, () => process.exit(128 + number))
 }
 
-native.runCli(['servicetitan', ...process.argv.slice(2)]).then(
+native.runCli([program, ...process.argv.slice(2)]).then(
   (code) => {
     process.exitCode = code
   },

@@ -169,3 +169,82 @@ test('Ctrl-C stops a call in progress', async () => {
     sandbox.clearFaults()
   }
 })
+
+test('export: JSONL on standard output, CSV files with a state', async () => {
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const r = await servicetitan(['export', 'crm_customers', '--no-progress'])
+  assert.equal(r.code, 0, r.stderr)
+  const records = jsonl(r.stdout)
+  assert.equal(records.length, 30)
+  assert.equal(new Set(records.map((c) => c.id)).size, 30)
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'servicetitan-export-'))
+  try {
+    const args = ['export', 'crm_customers', '--format', 'csv', '--out', dir, '--state', path.join(dir, 'state.json')]
+    const first = await servicetitan(args)
+    assert.equal(first.code, 0, first.stderr)
+    const files = () => fs.readdirSync(dir).filter((f) => f.endsWith('.csv'))
+    assert.deepEqual(files(), ['crm_customers.1001.000001.csv'])
+    assert.equal(fs.readFileSync(path.join(dir, files()[0]), 'utf8').trim().split('\n').length, 31)
+    const again = await servicetitan(args)
+    assert.equal(again.code, 0, again.stderr)
+    assert.deepEqual(files(), ['crm_customers.1001.000001.csv'], 'nothing changed: no new file')
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('tap, also under its Singer name tap-servicetitan', async () => {
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'servicetitan-tap-'))
+  try {
+    const tenant = sandbox.tenants.find((t) => t.id === 1001)
+    const config = path.join(dir, 'tap.json')
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        app_key: sandbox.appKey,
+        auth_url: sandbox.authUrl,
+        api_url: sandbox.apiUrl,
+        tenants: [{ id: 1001, client_id: tenant.clientId, client_secret: tenant.clientSecret }],
+      }),
+    )
+    const discovered = await servicetitan(['tap', '--config', config, '--discover'])
+    assert.equal(discovered.code, 0, discovered.stderr)
+    const streams = JSON.parse(discovered.stdout).streams
+    assert.equal(streams.length, 54)
+    for (const stream of streams) {
+      for (const entry of stream.metadata) {
+        if (entry.breadcrumb.length === 0) entry.metadata.selected = stream.tap_stream_id === 'crm_customers'
+      }
+    }
+    const catalog = path.join(dir, 'catalog.json')
+    fs.writeFileSync(catalog, JSON.stringify({ streams }))
+
+    // npm links `tap-servicetitan` to the same bin; a link of that name is what runners start.
+    const link = path.join(dir, 'tap-servicetitan')
+    fs.symlinkSync(BIN, link)
+    const run = await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [link, '--config', config, '--catalog', catalog], {
+        env: environment(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d) => (stdout += d))
+      child.stderr.on('data', (d) => (stderr += d))
+      child.on('error', reject)
+      child.on('close', (code) => resolve({ code, stdout, stderr }))
+    })
+    assert.equal(run.code, 0, run.stderr)
+    assert.ok(!(run.stdout + run.stderr).includes(tenant.clientSecret), 'a secret was printed')
+    const messages = jsonl(run.stdout)
+    assert.deepEqual(new Set(messages.map((m) => m.type)), new Set(['SCHEMA', 'RECORD', 'STATE']))
+    assert.equal(messages.filter((m) => m.type === 'RECORD' && m.stream === 'crm_customers').length, 30)
+    assert.equal(messages[messages.length - 1].type, 'STATE')
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})

@@ -15,6 +15,16 @@ from ._native import run_cli
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs ``servicetitan`` with ``argv`` (default: the process's arguments) and returns its exit code."""
+    return _run("servicetitan", argv)
+
+
+def tap_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``tap-servicetitan``: ``servicetitan tap``, under the name Singer runners such as Meltano start
+    an extractor by (``tap-servicetitan --config FILE ...``)."""
+    return _run("tap-servicetitan", argv)
+
+
+def _run(program: str, argv: Optional[Sequence[str]]) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # Python turns Ctrl-C into KeyboardInterrupt, which cannot interrupt native code: the
     # default handler stops the command at once, as it stops the Rust binary.
@@ -22,7 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
     sys.stdout.flush()
     sys.stderr.flush()
-    return run_cli(["servicetitan", *args])
+    return run_cli([program, *args])
 
 
 if __name__ == "__main__":

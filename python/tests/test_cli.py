@@ -172,3 +172,67 @@ def test_ctrl_c_stops_a_call_in_progress(sandbox: st.Sandbox) -> None:
         child.kill()
         child.wait()
         sandbox.clear_faults()
+
+
+def test_export_jsonl_to_stdout_and_csv_files(sandbox: st.Sandbox, tmp_path: Path) -> None:
+    result = servicetitan(sandbox, "export", "crm_customers", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    records = jsonl(result.stdout)
+    assert len(records) == 30
+    assert len({r["id"] for r in records}) == 30
+
+    state = tmp_path / "state.json"
+    first = servicetitan(
+        sandbox, "export", "crm_customers", "--format", "csv", "--out", str(tmp_path), "--state", str(state)
+    )
+    assert first.returncode == 0, first.stderr
+    files = sorted(p.name for p in tmp_path.glob("crm_customers.*.csv"))
+    assert files == ["crm_customers.1001.000001.csv"], files
+    lines = (tmp_path / files[0]).read_text().splitlines()
+    assert lines[0].split(",")[0] and len(lines) == 31  # a header and one line per customer
+    again = servicetitan(
+        sandbox, "export", "crm_customers", "--format", "csv", "--out", str(tmp_path), "--state", str(state)
+    )
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp_path.glob("crm_customers.*.csv")) == files  # nothing changed: no new file
+
+
+def test_tap_and_its_singer_name(sandbox: st.Sandbox, tmp_path: Path) -> None:
+    creds = sandbox.credentials(1001)
+    config = tmp_path / "tap.json"
+    config.write_text(
+        json.dumps(
+            {
+                "app_key": sandbox.app_key,
+                "auth_url": sandbox.auth_url,
+                "api_url": sandbox.api_url,
+                "tenants": [{"id": 1001, "client_id": creds["client_id"], "client_secret": creds["client_secret"]}],
+            }
+        )
+    )
+    catalog = servicetitan(sandbox, "tap", "--config", str(config), "--discover")
+    assert catalog.returncode == 0, catalog.stderr
+    streams = json.loads(catalog.stdout)["streams"]
+    assert len(streams) == 54
+    for stream in streams:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] == "crm_customers"
+    selected = tmp_path / "catalog.json"
+    selected.write_text(json.dumps({"streams": streams}))
+
+    tap = Path(sys.executable).parent / ("tap-servicetitan.exe" if os.name == "nt" else "tap-servicetitan")
+    result = subprocess.run(
+        [str(tap), "--config", str(config), "--catalog", str(selected)],
+        env=environment(sandbox),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert creds["client_secret"] not in result.stdout + result.stderr
+    messages = jsonl(result.stdout)
+    kinds = {m["type"] for m in messages}
+    assert kinds == {"SCHEMA", "RECORD", "STATE"}, kinds
+    assert sum(1 for m in messages if m["type"] == "RECORD" and m["stream"] == "crm_customers") == 30
+    assert messages[-1]["type"] == "STATE"

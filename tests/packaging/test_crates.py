@@ -37,7 +37,7 @@ def crate_files(name: str) -> dict[str, str]:
         }
 
 
-@pytest.mark.parametrize("name", ["servicetitan", "servicetitan-sandbox"])
+@pytest.mark.parametrize("name", ["servicetitan", "servicetitan-sandbox", "servicetitan-cli"])
 def test_the_crate_carries_its_metadata_licences_and_readme(name: str) -> None:
     files = crate_files(name)
     for needed in ("Cargo.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "src/lib.rs"):
@@ -58,3 +58,15 @@ def test_the_engine_depends_on_the_sandbox_by_version() -> None:
     assert f'version = "{VERSION}"' in sandbox.group(1)
     for table, body in re.findall(r"^\[((?:dev-|build-)?dependencies\.[^\]]+)\]\n((?:[^\[\n].*\n)*)", manifest, re.M):
         assert "path =" not in body, f"[{table}] is a path dependency"
+
+
+def test_the_command_depends_on_the_engine_and_the_sandbox_by_version() -> None:
+    files = crate_files("servicetitan-cli")
+    assert "src/main.rs" in files and "src/schema.json" in files, sorted(files)
+    manifest = files["Cargo.toml"]
+    assert re.search(r'^\[\[bin\]\]\nname = "servicetitan"', manifest, re.M), manifest
+    for dependency in ("servicetitan", "servicetitan-sandbox"):
+        block = re.search(rf"^\[dependencies\.{dependency}\]\n((?:[^\[\n].*\n)*)", manifest, re.M)
+        assert block, f"no [dependencies.{dependency}] in\n{manifest}"
+        assert f'version = "{VERSION}"' in block.group(1)
+        assert "path =" not in block.group(1)
