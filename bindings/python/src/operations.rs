@@ -4,7 +4,7 @@
 //! (Python spellings: `page_size`, `from_`) before anything is sent.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use servicetitan::operations::{self, Kind, Naming, OperationCall};
 
 use crate::client::TenantCore;
@@ -40,8 +40,8 @@ fn prepare(
     Ok((call, op.kind))
 }
 
-/// `Tenant.call`: the decoded answer (one page for a list), bytes for a file, the feed
-/// (`Records`) for an export.
+/// `Tenant.call`: the decoded answer (one page for a list), bytes for a file, the URL a
+/// redirect points to (not followed), the feed (`Records`) for an export.
 pub(crate) fn call<'py>(
     py: Python<'py>,
     core: &TenantCore,
@@ -55,6 +55,10 @@ pub(crate) fn call<'py>(
         Kind::Binary => {
             let bytes = wait(py, call.send_bytes())?.map_err(to_py)?;
             Ok(PyBytes::new(py, &bytes).into_any())
+        }
+        Kind::Redirect => {
+            let location = wait(py, call.send_location())?.map_err(to_py)?;
+            Ok(PyString::new(py, &location).into_any())
         }
         _ => {
             let body = wait(py, call.send_body())?.map_err(to_py)?;
@@ -78,6 +82,7 @@ pub(crate) fn call_async<'py>(
             to_asyncio(py, async move { Ok(records) })
         }
         Kind::Binary => to_asyncio(py, async move { Ok(Outcome(call.send_bytes().await.map(FileBytes))) }),
+        Kind::Redirect => to_asyncio(py, async move { Ok(Outcome(call.send_location().await)) }),
         _ => to_asyncio(py, async move { Ok(Outcome(call.send_body().await.map(Body))) }),
     }
 }
@@ -116,6 +121,7 @@ pub(crate) fn _operations(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
             Kind::List => "list",
             Kind::Export => "export",
             Kind::Binary => "binary",
+            Kind::Redirect => "redirect",
             _ => "plain",
         };
         let path: Vec<&str> = op.path_params().map(|p| p.python_name()).collect();
