@@ -41,7 +41,11 @@ function example(schema, depth = 0) {
     return out
   }
   if (type === 'array') return []
-  if (type === 'string') return { 'date-time': '2026-01-01T00:00:00Z', date: '2026-01-01' }[schema.format] ?? ''
+  if (type === 'string') {
+    const guid = '00000000-0000-0000-0000-000000000000'
+    const text = { 'date-time': '2026-01-01T00:00:00Z', date: '2026-01-01', uuid: guid, guid }[schema.format] ?? ''
+    return text.padEnd(schema.minLength ?? 0, 'x')
+  }''
   return { integer: 0, number: 0, boolean: false }[type] ?? null
 }
 

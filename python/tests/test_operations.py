@@ -42,6 +42,9 @@ def resolve(schema: Any) -> Any:
     return schema
 
 
+GUID_0 = "00000000-0000-0000-0000-000000000000"
+
+
 def example(schema: Any, depth: int = 0) -> Any:
     """What the sandbox's own example generator makes: required properties, first enum values."""
     schema = resolve(schema)
@@ -60,7 +63,8 @@ def example(schema: Any, depth: int = 0) -> Any:
     if t == "array":
         return []
     if t == "string":
-        return {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01"}.get(fmt, "")
+        text = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "uuid": GUID_0, "guid": GUID_0}.get(fmt, "")
+        return text.ljust(int(schema.get("minLength") or 0), "x")
     return {"integer": 0, "number": 0, "boolean": False}.get(str(t))
 
 
