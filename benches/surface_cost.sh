@@ -22,7 +22,8 @@ build() {
   local label="$1"; shift
   cargo build --quiet -p servicetitan "$@"  # dependencies built, outside the timing
   for run in $(seq "$runs"); do
-    cargo clean --quiet -p servicetitan
+    # The target triple too: without it, cargo clean -p finds nothing under target/<triple>/.
+    cargo clean --quiet -p servicetitan --target "$CARGO_BUILD_TARGET"
     local start
     start=$(python3 -c 'import time; print(time.time())')
     cargo build --quiet -p servicetitan "$@"
