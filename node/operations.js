@@ -108,6 +108,12 @@ function operation(tenant, name, kind) {
       return (params, options) => new ListCall(tenant, name, params, signalOf(options))
     case 'export':
       return (params, options) => tenant[RECORDS](name, params, signalOf(options))
+    case 'redirect':
+      // The engine answers with the URL the redirect points to (it never follows redirects).
+      return (params, options) => {
+        const [rest, body] = split(params)
+        return tenant[SEND](name, rest, body, signalOf(options), true).then((buffer) => buffer.toString('utf8'))
+      }
     default: {
       const binary = kind === 'binary'
       return (params, options) => {

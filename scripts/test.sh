@@ -30,6 +30,8 @@ cargo test --workspace --exclude servicetitan-python --exclude servicetitan-node
 
 step "Rust typed API (every module)"
 cargo test -p servicetitan --features all-modules --test typed_api
+# The README's Rust blocks, with the modules its Cargo.toml snippet enables.
+cargo test -p servicetitan --features crm,jpm --doc ReadmeDoctests
 
 step "Singer tap with target-jsonl, target-csv and meltano from PyPI"
 scripts/test-singer.sh

@@ -264,10 +264,14 @@ def build(specs_dir, hashes_text):
                     })
                 body = json_schema_of(op.get("requestBody", {}).get("content"))
                 responses = {}
+                produces = None
                 for code, resp in op.get("responses", {}).items():
                     schema = json_schema_of(resp.get("content"))
                     responses[code] = None if schema is None else strip_schema(schema, module)
-                operations.append({
+                    media = sorted(resp.get("content") or {})
+                    if code.startswith("2") and schema is None and media and produces is None:
+                        produces = media[0]
+                entry = {
                     "id": op.get("operationId"),
                     "module": module,
                     "method": method.upper(),
@@ -275,7 +279,11 @@ def build(specs_dir, hashes_text):
                     "params": params,
                     "body": None if body is None else strip_schema(body, module),
                     "responses": responses,
-                })
+                }
+                # Only the few successes that are not JSON (recordings) name their media type.
+                if produces is not None:
+                    entry["produces"] = produces
+                operations.append(entry)
 
     operations.sort(key=lambda o: (o["path"], METHOD_ORDER.index(o["method"].lower())))
 

@@ -129,12 +129,15 @@ class Catalogue:
 
 
 def kind_of(cat, op):
-    """plain, list, export or binary: what a call returns."""
+    """plain, list, export, binary or redirect: what a call returns."""
     query = {p["name"] for p in op["params"] if p["in"] == "query"}
     success = cat.success(op)
     schema = cat.resolve(success[1]) if success and success[1] is not None else None
     props = set((schema or {}).get("properties", {})) if isinstance(schema, dict) else set()
     if op["method"] == "GET":
+        # The file is elsewhere: the call gives its location (redirects are never followed).
+        if "302" in op["responses"] and all(op["responses"][c] is None for c in op["responses"] if c[0] in "23"):
+            return "redirect"
         documented = [c for c in op["responses"] if c[0] in "23"]
         if documented and all(op["responses"][c] is None for c in documented):
             return "binary"
@@ -199,18 +202,21 @@ def build_table(cat):
             if py in seen or py in PY_RESERVED:
                 raise SystemExit("%s: parameter name %s is taken" % (op["id"], py))
             seen.add(py)
-        operations.append(
-            {
-                "id": op["id"],
-                "python": names_py,
-                "node": names_node,
-                "method": op["method"],
-                "path": op["path"],
-                "kind": kind_of(cat, op),
-                "body": op["body"] is not None,
-                "params": params,
-            }
-        )
+        entry = {
+            "id": op["id"],
+            "python": names_py,
+            "node": names_node,
+            "method": op["method"],
+            "path": op["path"],
+            "kind": kind_of(cat, op),
+            "body": op["body"] is not None,
+            "params": params,
+        }
+        # What the Accept header asks for when the answer is not JSON: the documented media type,
+        # or anything where the spec names none.
+        if entry["kind"] in ("binary", "redirect"):
+            entry["accept"] = op.get("produces") or "*/*"
+        operations.append(entry)
     operations.sort(key=lambda o: o["python"])
     return {
         "generated": GENERATED,
@@ -625,6 +631,11 @@ def rust_builder(types, models, entry, op):
         out.append("    pub async fn send(self) -> Result<bytes::Bytes> {")
         out.append("        self.0.send_bytes().await")
         out.append("    }")
+    elif kind == "redirect":
+        out.append("    /// Sends the call; the URL the answer redirects to (not followed).")
+        out.append("    pub async fn send(self) -> Result<String> {")
+        out.append("        self.0.send_location().await")
+        out.append("    }")
     elif kind in ("list", "export"):
         item = models.rtype(types.item(op, kind))
         page = "crate::Page" if kind == "list" else "crate::ExportPage"
@@ -847,6 +858,8 @@ def py_signature(pyt, types, entry, op, is_async):
         args.extend(keyword_only)
     if kind == "binary":
         result = "bytes"
+    elif kind == "redirect":
+        result = "str"
     elif kind == "list":
         result = "%s[%s]" % ("AsyncPage" if is_async else "Page", pyt.ptype(types.item(op, kind)))
     elif kind == "export":
@@ -1066,6 +1079,8 @@ def ts_method(tst, types, entry, op):
     required = any(p.get("required") for p in entry["params"])
     if kind == "binary":
         result = "Promise<Buffer>"
+    elif kind == "redirect":
+        result = "Promise<string>"
     elif kind == "list":
         result = "ListCall<%s>" % tst.ttype(types.item(op, kind))
     elif kind == "export":

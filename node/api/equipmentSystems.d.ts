@@ -31,7 +31,7 @@ export interface EquipmentSystemsInstalledEquipment {
   /** `GET equipmentsystems/v2/tenant/{tenant}/installed-equipment/{id}` (`InstalledEquipment_Get`) */
   get(params: { id: number }, options?: CallOptions): Promise<InstalledEquipmentDetailedResponse>
   /** `GET equipmentsystems/v2/tenant/{tenant}/installed-equipment/attachments` (`InstalledEquipment_Get2`) */
-  get2(params?: { path?: string }, options?: CallOptions): Promise<Buffer>
+  get2(params?: { path?: string }, options?: CallOptions): Promise<string>
   /** `GET equipmentsystems/v2/tenant/{tenant}/installed-equipment/custom-field-types` (`InstalledEquipment_GetCustomFieldTypes`) */
   getCustomFieldTypes(params: { page: number; pageSize: number; descending: boolean; createdBefore?: string | Date; createdOnOrAfter?: string | Date; modifiedBefore?: string | Date; modifiedOnOrAfter?: string | Date; sortBy?: string }, options?: CallOptions): ListCall<CustomFieldTypeModel>
   /** `GET equipmentsystems/v2/tenant/{tenant}/installed-equipment` (`InstalledEquipment_GetList`) */

@@ -15,7 +15,7 @@ module.exports = {
   installedEquipment: {
     create: 'plain',
     get: 'plain',
-    get2: 'binary',
+    get2: 'redirect',
     getCustomFieldTypes: 'list',
     getList: 'list',
     postAttachment: 'plain',

@@ -10,7 +10,7 @@ export interface Findings {
 
 export interface FindingsFindingAssets {
   /** `GET findings/v2/tenant/{tenant}/assets` (`FindingAssets_Get`) */
-  get(params?: { path?: string }, options?: CallOptions): Promise<Buffer>
+  get(params?: { path?: string }, options?: CallOptions): Promise<string>
   /** `POST findings/v2/tenant/{tenant}/assets` (`FindingAssets_PostAttachment`) */
   postAttachment(params?: { body?: Record<string, unknown> }, options?: CallOptions): Promise<FindingAssetUploadResponse>
 }

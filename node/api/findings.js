@@ -4,7 +4,7 @@
 
 module.exports = {
   findingAssets: {
-    get: 'binary',
+    get: 'redirect',
     postAttachment: 'plain',
   },
   findings: {

@@ -75,7 +75,7 @@ export interface PricebookExport {
 
 export interface PricebookImages {
   /** `GET pricebook/v2/tenant/{tenant}/images` (`Images_Get`) */
-  get(params?: { path?: string }, options?: CallOptions): Promise<Buffer>
+  get(params?: { path?: string }, options?: CallOptions): Promise<string>
   /** `POST pricebook/v2/tenant/{tenant}/images` (`Images_Post`) */
   post(params?: { body?: Record<string, unknown> }, options?: CallOptions): Promise<ImageUploadResponse>
 }

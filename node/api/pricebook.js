@@ -35,7 +35,7 @@ module.exports = {
     services: 'export',
   },
   images: {
-    get: 'binary',
+    get: 'redirect',
     post: 'plain',
   },
   materials: {

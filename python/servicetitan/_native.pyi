@@ -191,7 +191,8 @@ class Tenant(_Modules):
 
     def call(self, operation: str, params: Optional[Mapping[str, Any]] = None, body: _JSON = None) -> Any:
         """Calls the operation named ``operation`` (``"crm.customers.get_list"``) with its parameters
-        by their Python names: the answer (one page for a list), ``bytes`` for a file, the feed
+        by their Python names: the answer (one page for a list), ``bytes`` for a file, the URL
+        (``str``) a download documented as a redirect points to (not followed), the feed
         (:class:`Records`) for an export.
 
         >>> tenant.call("crm.customers.get", {"id": 42})["name"]

@@ -39,7 +39,8 @@ fn prepare(
 }
 
 /// `Tenant.call` and `AsyncTenant.call`: the decoded answer (one page for a list), bytes for a
-/// file, the feed (`Records`) for an export; an awaitable of it for `AsyncTenant`.
+/// file, the URL a redirect points to (not followed), the feed (`Records`) for an export; an
+/// awaitable of it for `AsyncTenant`.
 pub(crate) fn call<'py, F: Flavor>(
     py: Python<'py>,
     core: &TenantCore,
@@ -51,6 +52,7 @@ pub(crate) fn call<'py, F: Flavor>(
     match kind {
         Kind::Export => F::feed(py, call.raw_records().map_err(to_py)?),
         Kind::Binary => F::run(py, async move { call.send_bytes().await.map(FileBytes) }),
+        Kind::Redirect => F::run(py, async move { call.send_location().await }),
         _ => F::run(py, async move { call.send_body().await.map(Body) }),
     }
 }
@@ -89,6 +91,7 @@ pub(crate) fn _operations(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
             Kind::List => "list",
             Kind::Export => "export",
             Kind::Binary => "binary",
+            Kind::Redirect => "redirect",
             _ => "plain",
         };
         let path: Vec<&str> = op.path_params().map(|p| p.python_name()).collect();

@@ -516,6 +516,7 @@ async fn api(
     }
 
     let pairs = query_pairs(req.uri().query())?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*").to_owned();
     let rest = &segments[4..];
     // One DELETE documents a body too.
     let needs_body = !matches!(*method, Method::GET | Method::HEAD);
@@ -525,7 +526,7 @@ async fn api(
     }
     match state.catalogue.find_index(method.as_str(), path) {
         Some(index) if state.responder.serves(index) => {
-            let call = Call { method, path, pairs: &pairs, body: &body };
+            let call = Call { method, path, pairs: &pairs, body: &body, accept: &accept };
             state.responder.answer(&state.store, index, &call)
         }
         Some(_) => resources(state, method, tenant_id, &module, rest, &pairs, &body, route),

@@ -148,14 +148,55 @@ async fn downloads_answer_bytes_and_redirects_point_at_them() {
     assert_eq!(recording.status(), 200);
     assert_eq!(recording.headers()["content-type"], "application/octet-stream");
     assert!(recording.bytes().await.unwrap().starts_with(b"RIFF"));
+    // A file is not JSON: asked for as JSON only, it is 406, as content negotiation has it.
+    let as_json = h
+        .http
+        .get(h.url("telecom/v2/tenant/1001/calls/5/recording"))
+        .header("ST-App-Key", h.sandbox.app_key())
+        .header("accept", "application/json")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_json.status(), 406);
 
-    let image = h.call(Method::GET, "pricebook/v2/tenant/1001/images?path=a/b.png", &token, None).await;
-    assert_eq!(image.status(), 302);
-    let location = image.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.starts_with("/__sandbox/files/"), "{location}");
-    let file = h.http.get(h.url(&location)).send().await.unwrap();
-    assert_eq!(file.status(), 200);
-    assert!(!file.bytes().await.unwrap().is_empty());
+    // The three downloads documented as a redirect, installed equipment's too (its spec lists a
+    // bodiless 200 beside the 302).
+    for path in [
+        "pricebook/v2/tenant/1001/images?path=a/b.png",
+        "findings/v2/tenant/1001/assets?path=a/b.png",
+        "equipmentsystems/v2/tenant/1001/installed-equipment/attachments?path=a/b.pdf",
+    ] {
+        let answer = h.call(Method::GET, path, &token, None).await;
+        assert_eq!(answer.status(), 302, "{path}");
+        let location = answer.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with("/__sandbox/files/"), "{location}");
+        let file = h.http.get(h.url(&location)).send().await.unwrap();
+        assert_eq!(file.status(), 200);
+        assert!(!file.bytes().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn literal_segments_win_over_ids_under_hand_written_lists() {
+    let h = Harness::start(config(42)).await;
+    let token = h.token(1001).await;
+    for path in [
+        "crm/v2/tenant/1001/customers/custom-fields",
+        "crm/v2/tenant/1001/locations/custom-fields",
+        "jpm/v2/tenant/1001/jobs/custom-fields",
+        "accounting/v2/tenant/1001/invoices/custom-fields",
+    ] {
+        let (status, answer) = call(&h, &token, Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert!(answer["data"].is_array(), "{path}: {answer}");
+        // The stats count it under its own route, not as a record lookup.
+        let template = path.replace("/1001/", "/{tenant}/");
+        assert_eq!(h.sandbox.stats()["routes"][format!("GET {template}")], 1, "{path}");
+    }
+    // The record itself is still a lookup by id.
+    let (status, _) = call(&h, &token, Method::GET, "crm/v2/tenant/1001/customers/custom-fieldz", None).await;
+    assert_eq!(status, 400);
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::error::{excerpt, Error, ErrorCode, Result};
-use crate::request::{decode, execute, Call};
+use crate::request::{decode, execute, Call, Wanted};
 use crate::route;
 use crate::tenant::{Tenant, TenantInner};
 
@@ -895,7 +895,16 @@ async fn get_page(
         return Err(e.clone());
     }
     let route = route::resolve(&inner.client.config.api_url, inner.id, path, export)?;
-    let call = Call { method: Method::GET, route, query, body: None, retry_any: false, report_id: None, timeout: None };
+    let call = Call {
+        method: Method::GET,
+        route,
+        query,
+        body: None,
+        retry_any: false,
+        report_id: None,
+        timeout: None,
+        wanted: Wanted::Json,
+    };
     let bytes = execute(inner, &call).await?;
     Ok((bytes, call.route.url))
 }

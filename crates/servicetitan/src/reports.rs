@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::paging::{Batch, Cursor, FetchPage, Fetched, PageStream, RecordStream};
-use crate::request::{decode, execute, Call};
+use crate::request::{decode, execute, Call, Wanted};
 use crate::route::{self, encode_segment};
 use crate::tenant::Tenant;
 
@@ -354,6 +354,7 @@ impl ReportQuery {
             retry_any: true,
             report_id: slot.then_some(self.report_id),
             timeout: None,
+            wanted: Wanted::Json,
         };
         let bytes = execute(inner, &call).await?;
         let value = decode(&bytes, &call.method, &call.route.url)?;
@@ -452,6 +453,7 @@ impl ReportQuery {
                 retry_any: true,
                 report_id: None,
                 timeout: Some(remaining),
+                wanted: Wanted::Json,
             };
             let bytes = execute(inner, &call).await?;
             let value: Value = decode(&bytes, &call.method, &call.route.url)?;
@@ -539,6 +541,7 @@ impl Drop for QueryGuard {
                 retry_any: true,
                 report_id: None,
                 timeout: Some(Duration::from_secs(30)),
+                wanted: Wanted::Json,
             };
             match execute(inner, &call).await {
                 Ok(_) => tracing::debug!("cancelled an unfinished report query"),

@@ -46,11 +46,27 @@ pub struct RequestBuilder {
     body: Option<std::result::Result<Bytes, String>>,
     safe_to_retry: bool,
     timeout: Option<Duration>,
+    wanted: Wanted,
 }
 
 impl RequestBuilder {
     pub(crate) fn new(tenant: Tenant, method: Method, path: String) -> Self {
-        RequestBuilder { tenant, method, path, query: Vec::new(), body: None, safe_to_retry: false, timeout: None }
+        RequestBuilder {
+            tenant,
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+            safe_to_retry: false,
+            timeout: None,
+            wanted: Wanted::Json,
+        }
+    }
+
+    /// What the call takes as its answer (a file, a redirect's target), instead of JSON.
+    pub(crate) fn wanted(mut self, wanted: Wanted) -> Self {
+        self.wanted = wanted;
+        self
     }
 
     /// Adds query parameters; values are formatted with `Display`.
@@ -147,6 +163,7 @@ impl RequestBuilder {
             query: self.query,
             body,
             report_id: None,
+            wanted: self.wanted,
             timeout: match self.timeout {
                 Some(t) if t.is_zero() => return Err(Error::configuration("timeout", "a timeout must be positive")),
                 Some(t) => Some(crate::config::at_most("timeout", t)?),
@@ -238,6 +255,32 @@ pub(crate) struct Call {
     /// Report data calls also take a slot from the per-report limiter.
     pub(crate) report_id: Option<i64>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) wanted: Wanted,
+}
+
+/// What a call takes as its answer; it decides the Accept header, and whether a redirect is
+/// the answer rather than an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    /// A JSON document.
+    Json,
+    /// A file of the given media type (`*/*` where the API names none).
+    File(&'static str),
+    /// The target of a redirect, as an absolute URL in place of the body: the operations
+    /// whose documented answer is a redirect to a file. The redirect is still not followed.
+    Location(&'static str),
+}
+
+impl Wanted {
+    fn accept(self) -> HeaderValue {
+        match self {
+            Wanted::Json => HeaderValue::from_static("application/json"),
+            // The table's media types are plain ASCII tokens; anything else asks for anything.
+            Wanted::File(media) | Wanted::Location(media) => {
+                HeaderValue::from_str(media).unwrap_or(HeaderValue::from_static("*/*"))
+            }
+        }
+    }
 }
 
 impl Call {
@@ -485,7 +528,7 @@ async fn attempt_once(
     bearer.set_sensitive(true);
     headers.insert(AUTHORIZATION, bearer);
     headers.insert("ST-App-Key", client.app_key_header.clone());
-    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(ACCEPT, call.wanted.accept());
     let mut request = client
         .http
         .request(call.method.clone(), &call.route.url)
@@ -554,6 +597,11 @@ async fn attempt_once(
     // 4. Classify.
     if status == StatusCode::TOO_MANY_REQUESTS {
         client.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Wanted::Location(_) = call.wanted {
+        if let Some(outcome) = location_answer(call, status, &headers) {
+            return outcome;
+        }
     }
     let answer = Answer::Response { status, headers: &headers, body: &body };
     let outcome = classify(call.sent(), &answer, clock.wall(), config.max_retry_after);
@@ -650,6 +698,35 @@ async fn attempt_once(
         }
         _ => Attempt::Fail(error),
     }
+}
+
+/// The answer of a call that wants a redirect's target: the absolute URL of a 3xx's
+/// `Location` (relative ones are resolved against the request's URL), or an error for a 2xx,
+/// which carries no location. `None` leaves every other answer to the classifier, a 3xx
+/// without a usable `Location` too (it is a `redirect` error as usual).
+fn location_answer(call: &Call, status: StatusCode, headers: &HeaderMap) -> Option<Attempt> {
+    if status.is_success() {
+        return Some(Attempt::Fail(
+            Error::new(
+                ErrorCode::Decode,
+                format!(
+                    "the API answered {status} where it documents a redirect to the file; the \
+                     answer has no location to give"
+                ),
+            )
+            .with_status(status.as_u16())
+            .with_request(call.method.as_str(), &call.route.url),
+        ));
+    }
+    if !status.is_redirection() {
+        return None;
+    }
+    let location = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
+    let target = reqwest::Url::parse(&call.route.url).ok()?.join(location).ok()?;
+    if !matches!(target.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(Attempt::Done(Bytes::from(String::from(target)), status.as_u16()))
 }
 
 /// Which endpoint answered with a redirect, for the advice of [`redirect_error`].
@@ -876,6 +953,50 @@ mod tests {
         assert_eq!(e.code(), ErrorCode::Decode);
         let e = decode::<Value>(b"\xff\xfe{}", &Method::GET, "u").unwrap_err();
         assert_eq!(e.code(), ErrorCode::Decode);
+    }
+
+    #[test]
+    fn a_redirect_operation_answers_with_its_absolute_target() {
+        let route = route::resolve("http://api.test", 7, "pricebook/images", false).unwrap();
+        let call = Call {
+            method: Method::GET,
+            route,
+            query: Vec::new(),
+            body: None,
+            retry_any: false,
+            report_id: None,
+            timeout: None,
+            wanted: Wanted::Location("*/*"),
+        };
+        let target = |status: StatusCode, location: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(location) = location {
+                headers.insert(reqwest::header::LOCATION, HeaderValue::from_static(location));
+            }
+            match location_answer(&call, status, &headers) {
+                Some(Attempt::Done(bytes, code)) => Some(Ok((String::from_utf8(bytes.to_vec()).unwrap(), code))),
+                Some(Attempt::Fail(e)) => Some(Err(e.code())),
+                Some(_) => panic!("neither an answer nor a failure"),
+                None => None,
+            }
+        };
+        // Relative targets are the API's own host; absolute ones are kept as they are.
+        assert_eq!(
+            target(StatusCode::FOUND, Some("/files/a.png?sig=x")),
+            Some(Ok(("http://api.test/files/a.png?sig=x".into(), 302)))
+        );
+        assert_eq!(
+            target(StatusCode::TEMPORARY_REDIRECT, Some("https://blob.example/i/a.png")),
+            Some(Ok(("https://blob.example/i/a.png".into(), 307)))
+        );
+        // No usable target: the classifier's `redirect` error, as for any other call.
+        assert_eq!(target(StatusCode::FOUND, None), None);
+        assert_eq!(target(StatusCode::FOUND, Some("javascript:alert(1)")), None);
+        // The file itself instead of a redirect: nothing to give.
+        assert_eq!(target(StatusCode::OK, None), Some(Err(ErrorCode::Decode)));
+        assert_eq!(target(StatusCode::NOT_FOUND, None), None);
+        assert_eq!(Wanted::File("application/octet-stream").accept(), "application/octet-stream");
+        assert_eq!(Wanted::Json.accept(), "application/json");
     }
 
     #[test]

@@ -72,7 +72,7 @@ class EquipmentSystemsInstalledEquipment:
         self,
         *,
         path: Optional[str] = None,
-    ) -> bytes: ...
+    ) -> str: ...
     def get_custom_field_types(
         self,
         *,
@@ -175,7 +175,7 @@ class AsyncEquipmentSystemsInstalledEquipment:
         self,
         *,
         path: Optional[str] = None,
-    ) -> bytes: ...
+    ) -> str: ...
     async def get_custom_field_types(
         self,
         *,

@@ -20,7 +20,7 @@ class FindingsFindingAssets:
         self,
         *,
         path: Optional[str] = None,
-    ) -> bytes: ...
+    ) -> str: ...
     def post_attachment(
         self,
         *,
@@ -107,7 +107,7 @@ class AsyncFindingsFindingAssets:
         self,
         *,
         path: Optional[str] = None,
-    ) -> bytes: ...
+    ) -> str: ...
     async def post_attachment(
         self,
         *,

@@ -201,7 +201,7 @@ class PricebookImages:
         self,
         *,
         path: Optional[str] = None,
-    ) -> bytes: ...
+    ) -> str: ...
     def post(
         self,
         *,
@@ -524,7 +524,7 @@ class AsyncPricebookImages:
         self,
         *,
         path: Optional[str] = None,
-    ) -> bytes: ...
+    ) -> str: ...
     async def post(
         self,
         *,

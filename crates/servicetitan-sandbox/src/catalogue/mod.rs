@@ -78,6 +78,10 @@ pub struct Operation {
     /// Status code → `application/json` response schema; `Value::Null` when the response
     /// has no JSON body (204, 302, file downloads).
     pub responses: BTreeMap<String, Value>,
+    /// The media type of a success answer that is not JSON, where the spec names one
+    /// (`application/octet-stream` for recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produces: Option<String>,
 }
 
 impl Operation {

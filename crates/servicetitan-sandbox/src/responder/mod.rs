@@ -32,6 +32,9 @@ pub(crate) use params::violations_problem;
 /// Where redirects of download operations point: the sandbox serves the file there.
 const FILES: &str = "/__sandbox/files/";
 
+/// The media type of every file the sandbox serves.
+const FILE_TYPE: &str = "application/octet-stream";
+
 /// Records of a list that hangs under another record (`…/customers/{id}/notes`): a few per
 /// parent, so that every parent has some.
 const MAX_NESTED: u64 = 5;
@@ -43,6 +46,8 @@ pub(crate) struct Call<'a> {
     pub path: &'a str,
     pub pairs: &'a [(String, String)],
     pub body: &'a [u8],
+    /// The request's Accept header (`*/*` when it has none).
+    pub accept: &'a str,
 }
 
 pub(crate) struct Responder {
@@ -138,6 +143,10 @@ impl Responder {
                 Ok(json_response(plan.status, &value))
             }
             Answer::Empty => Ok(empty(plan.status)),
+            Answer::Binary | Answer::Redirect if !accepts(call.accept, FILE_TYPE) => Err(Problem::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!("This operation answers {FILE_TYPE}, which the Accept header ({}) does not take.", call.accept),
+            )),
             Answer::Binary => {
                 let seed = mix_all(&[self.seed, plan.key, self.parents(index, &segments)]);
                 Ok(file_response(index, seed, is_audio(&self.catalogue.operations[index].path)))
@@ -387,6 +396,21 @@ fn empty(status: StatusCode) -> Response<Body> {
     response
 }
 
+/// Whether an Accept header takes `media` (`type/subtype`): listed itself, as `type/*` or as
+/// `*/*`, with a quality above zero.
+fn accepts(accept: &str, media: &str) -> bool {
+    let kind = media.split('/').next().unwrap_or("");
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("").to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.replace(' ', "").to_ascii_lowercase();
+            p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
+        });
+        !refused && (name == "*/*" || name == media || name == format!("{kind}/*"))
+    })
+}
+
 fn is_audio(path: &str) -> bool {
     path.ends_with("/recording") || path.ends_with("/voicemail")
 }
@@ -447,6 +471,18 @@ mod tests {
         assert_eq!(&bytes[..4], b"RIFF");
         assert_eq!(&bytes[8..12], b"WAVE");
         assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize, bytes.len() - 8);
+    }
+
+    #[test]
+    fn accept_headers_take_files_by_type_or_wildcard() {
+        for accept in
+            ["*/*", "application/octet-stream", "application/*", "application/json, */*;q=0.05", "AUDIO/MPEG, */*"]
+        {
+            assert!(accepts(accept, FILE_TYPE), "{accept}");
+        }
+        for accept in ["application/json", "text/*", "*/*;q=0", "application/octet-stream; q=0.0", "*/*; Q=0"] {
+            assert!(!accepts(accept, FILE_TYPE), "{accept}");
+        }
     }
 
     #[test]

@@ -108,7 +108,9 @@ pub(super) fn build(catalogue: &'static Catalogue, index: usize) -> Plan {
         plan.answer = schema.map_or(Answer::Empty, |s| Answer::Document(catalogue.shape(s)));
         return plan;
     }
-    if success.is_none() && op.responses.contains_key("302") {
+    // Downloads that document a redirect answer it, also where the spec lists a bodiless 200
+    // beside it (installed equipment's attachments): the file lives elsewhere.
+    if schema.is_none() && op.responses.contains_key("302") {
         plan.status = StatusCode::FOUND;
         plan.answer = Answer::Redirect;
         return plan;

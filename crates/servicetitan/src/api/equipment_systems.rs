@@ -299,9 +299,9 @@ impl InstalledEquipmentGet2 {
     pub fn into_call(self) -> OperationCall {
         self.0
     }
-    /// Sends the call; the answer's bytes.
-    pub async fn send(self) -> Result<bytes::Bytes> {
-        self.0.send_bytes().await
+    /// Sends the call; the URL the answer redirects to (not followed).
+    pub async fn send(self) -> Result<String> {
+        self.0.send_location().await
     }
 }
 

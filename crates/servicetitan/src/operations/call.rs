@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{did_you_mean, find, Kind, Location, Operation, Param, ParamType};
 use crate::error::{Error, Result};
 use crate::paging::{Export, Paginate, RawRecord, RecordStream};
-use crate::request::RequestBuilder;
+use crate::request::{RequestBuilder, Wanted};
 use crate::route::encode_segment;
 use crate::tenant::Tenant;
 
@@ -133,10 +133,17 @@ impl OperationCall {
     /// Checks the call and makes the request for it (one page, for lists and exports).
     pub fn request(self) -> Result<RequestBuilder> {
         let checked = self.check()?;
+        let accept = checked.op.accept.as_deref().unwrap_or("*/*");
+        let wanted = match checked.op.kind {
+            Kind::Binary => Wanted::File(accept),
+            Kind::Redirect => Wanted::Location(accept),
+            _ => Wanted::Json,
+        };
         let mut request = self
             .tenant
             .request(checked.op.method.parse().unwrap_or(reqwest::Method::GET), checked.path)
-            .query_pairs(checked.query);
+            .query_pairs(checked.query)
+            .wanted(wanted);
         if let Some(body) = self.body {
             request = request.json_value(Some(body));
         }
@@ -157,10 +164,26 @@ impl OperationCall {
         self.request()?.send_json().await
     }
 
-    /// Sends the call and returns the answer's bytes (a file, or JSON for a binding to decode).
+    /// Sends the call and returns the answer's bytes (a file, or JSON for a binding to decode;
+    /// for an operation whose answer is a redirect, the target URL's bytes).
     #[inline]
     pub async fn send_bytes(self) -> Result<Bytes> {
         self.request()?.send_bytes().await
+    }
+
+    /// Sends a call of an operation whose documented answer is a redirect to a file (a
+    /// pricebook image, a finding's asset) and returns the absolute URL it points to. The
+    /// redirect is not followed: fetch the URL with the HTTP client of your choice (it
+    /// usually needs no ServiceTitan credentials, and may carry a signature in its query, so
+    /// treat it as you would a secret). A 2xx answer instead of the redirect is a `decode`
+    /// error; other operations are a `configuration` error.
+    pub async fn send_location(self) -> Result<String> {
+        if self.operation.as_ref().is_ok_and(|op| op.kind != Kind::Redirect) {
+            return Err(not_a(&self.called, "redirect to a file"));
+        }
+        let bytes = self.request()?.send_bytes().await?;
+        // The engine writes the location as a URL: ASCII.
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Sends the call and returns the answer's bytes with the request they answer, so that a

@@ -44,6 +44,9 @@ pub enum Kind {
     Export,
     /// A file (a recording, an attachment): the answer's bytes.
     Binary,
+    /// A file the API redirects to (an image, an asset): the URL of the redirect, which is
+    /// not followed.
+    Redirect,
 }
 
 /// Where a parameter goes.
@@ -146,6 +149,9 @@ pub struct Operation {
     pub body: bool,
     /// Its parameters, path ones in path order first as the spec lists them.
     pub params: Vec<Param>,
+    /// The media type a file or redirect operation asks for (`application/octet-stream`, or
+    /// `*/*` where the spec names none); JSON operations ask for `application/json`.
+    pub accept: Option<String>,
 }
 
 impl Operation {
@@ -238,10 +244,12 @@ fn parse_operation(v: &Value) -> Option<Operation> {
             "list" => Kind::List,
             "export" => Kind::Export,
             "binary" => Kind::Binary,
+            "redirect" => Kind::Redirect,
             _ => return None,
         },
         body: v.get("body")?.as_bool()?,
         params: v.get("params")?.as_array()?.iter().map(parse_param).collect::<Option<_>>()?,
+        accept: v.get("accept").and_then(text),
     })
 }
 
@@ -389,7 +397,16 @@ mod tests {
         assert_eq!(find("marketing_reputation.reviews").unwrap().id, "reviews");
         assert_eq!(find("marketingReputation.reviews").unwrap().node, ["marketingReputation", "reviews"]);
         assert_eq!(find("crm.export_customers.get_customers").unwrap().kind, Kind::Export);
-        assert_eq!(find("telecom.calls.get_recording").unwrap().kind, Kind::Binary);
+        let recording = find("telecom.calls.get_recording").unwrap();
+        assert_eq!((recording.kind, recording.accept.as_deref()), (Kind::Binary, Some("application/octet-stream")));
+        let attachment = find("forms.jobs.get").unwrap();
+        assert_eq!((attachment.kind, attachment.accept.as_deref()), (Kind::Binary, Some("*/*")));
+        for name in
+            ["pricebook.images.get", "findings.finding_assets.get", "equipment_systems.installed_equipment.get2"]
+        {
+            assert_eq!(find(name).unwrap().kind, Kind::Redirect, "{name}");
+        }
+        assert_eq!(find("crm.customers.get").unwrap().accept, None);
         assert_eq!(find("crm.customers.get_list").unwrap().kind, Kind::List);
     }
 

@@ -1,10 +1,14 @@
 //! Arguments for calling any operation against the sandbox: values of each parameter's type,
-//! ids the sandbox knows for lookups, and bodies its request schemas accept.
+//! ids of records the sandbox has for the path parameters that name one, and bodies its
+//! request schemas accept.
 
 use serde_json::{json, Value};
-use servicetitan::operations::{self, Kind, Location, Operation, ParamType};
+use servicetitan::operations::{self, Location, Operation, ParamType};
 use servicetitan::Tenant;
 use servicetitan_sandbox::catalogue::Catalogue;
+
+/// The sandbox's GUID ids carry the record's position in their last group: this is record 1.
+const GUID_1: &str = "00000000-0000-4000-8000-000000000001";
 
 /// A value of the parameter's type that the API accepts.
 pub fn example_arg(p: &operations::Param) -> Value {
@@ -15,6 +19,7 @@ pub fn example_arg(p: &operations::Param) -> Value {
         _ => match p.format.as_deref() {
             Some("date-time") => json!("2026-01-01T00:00:00Z"),
             Some("date") => json!("2026-01-01"),
+            Some("uuid" | "guid") => json!(GUID_1),
             _ => json!("1"),
         },
     };
@@ -25,36 +30,54 @@ pub fn example_arg(p: &operations::Param) -> Value {
     }
 }
 
-/// An id the sandbox knows for a lookup by id: the first record of the list one level up.
-pub async fn known_id(tenant: &Tenant, op: &Operation) -> Option<Value> {
-    let (parent, last) = op.path.rsplit_once('/')?;
-    if !last.starts_with('{') {
-        return None;
+/// The first record of the list at `list_path` (a path template), called with the path values
+/// chosen so far: the record whose id fills the parameter after the list's path.
+async fn first_record(tenant: &Tenant, list_path: &str, chosen: &[(String, Value)]) -> Option<Value> {
+    let list = operations::operations().iter().find(|o| o.path == list_path && o.method == "GET")?;
+    let mut call = tenant.operation(&list.name());
+    for p in &list.params {
+        match (p.location, p.name.as_str()) {
+            (Location::Path, name) => {
+                call = call.arg(name, chosen.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())?)
+            }
+            (Location::Query, "pageSize") => call = call.arg("pageSize", 1),
+            // Inactive records count too: the first record of the list whatever its state.
+            (Location::Query, "active") => call = call.arg("active", "Any"),
+            (Location::Query, name) if p.required => call = call.arg(name, example_arg(p)),
+            _ => {}
+        }
     }
-    let list = operations::operations().iter().find(|o| o.path == parent && o.kind == Kind::List)?;
-    let mut call = tenant.operation(&list.name()).arg("pageSize", 1);
-    if list.params.iter().any(|p| p.name == "active") {
-        call = call.arg("active", "Any");
-    }
-    let page: Value = call.send().await.ok()?;
-    page["data"][0].get("id").cloned()
+    let answer: Value = call.send().await.ok()?;
+    answer.get("data").unwrap_or(&answer).get(0).cloned()
 }
 
-/// The arguments (API names) and body to call `op` with: every path and required parameter.
+/// The arguments (API names) and body to call `op` with: every path and required parameter. A
+/// path parameter right after a list's path takes the id of that list's first record (from its
+/// field named like the parameter, or its `id`), as a caller would.
 pub async fn arguments(tenant: &Tenant, op: &Operation) -> (Vec<(String, Value)>, Option<Value>) {
     let catalogue = Catalogue::embedded();
     let spec = catalogue.operation(&op.method, &op.path).expect("every operation is in the catalogue");
-    let id = known_id(tenant, op).await;
-    let mut args = Vec::new();
-    for p in op.params.iter().filter(|p| p.required || p.location == Location::Path) {
-        let value = match (&id, p.location, p.name.as_str()) {
-            (Some(id), Location::Path, _) if op.path.ends_with(&format!("{{{}}}", p.name)) => id.clone(),
-            // The sandbox's reports.
-            (_, Location::Path, "report_category") => json!("operations"),
-            (_, Location::Path, "reportId") => json!(175),
-            _ => example_arg(p),
+    let segments: Vec<&str> = op.path.split('/').collect();
+    let mut args: Vec<(String, Value)> = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else { continue };
+        let Some(p) = op.params.iter().find(|p| p.name == name && p.location == Location::Path) else { continue };
+        let value = match name {
+            // The sandbox's reports and dynamic value sets.
+            "report_category" => json!("operations"),
+            "reportId" => json!(175),
+            "dynamicSetId" => json!("business-units"),
+            _ => match first_record(tenant, &segments[..i].join("/"), &args).await {
+                Some(record) => {
+                    record.get(name).or_else(|| record.get("id")).cloned().unwrap_or_else(|| example_arg(p))
+                }
+                None => example_arg(p),
+            },
         };
         args.push((p.name.clone(), value));
+    }
+    for p in op.params.iter().filter(|p| p.required && p.location == Location::Query) {
+        args.push((p.name.clone(), example_arg(p)));
     }
     let body = spec.body.as_ref().map(|schema| match op.id.as_str() {
         // Report 175 needs its date range.
