@@ -191,13 +191,14 @@ impl ClientBuilder {
         let Some(url) = url.filter(|u| !u.trim().is_empty()) else { return Ok(None) };
         // A cooldown in Redis is honoured as long as a 429's Retry-After would be, no longer.
         let mut settings = RedisSettings::new(&url)?.max_cooldown(max_retry_after);
-        let tls_ca = match (&self.redis_tls_ca, set(env("ST_REDIS_TLS_CA"))) {
-            (Some(pem), _) => Some(pem.clone()),
-            (None, Some(path)) => Some(std::fs::read(path.trim()).map_err(|e| {
-                Error::configuration("ST_REDIS_TLS_CA", format!("cannot read {:?}: {e}", path.trim()))
-            })?),
-            (None, None) => None,
-        };
+        let tls_ca =
+            match (&self.redis_tls_ca, set(env("ST_REDIS_TLS_CA"))) {
+                (Some(pem), _) => Some(pem.clone()),
+                (None, Some(path)) => Some(std::fs::read(path.trim()).map_err(|e| {
+                    Error::configuration("ST_REDIS_TLS_CA", format!("cannot read {:?}: {e}", path.trim()))
+                })?),
+                (None, None) => None,
+            };
         if let Some(pem) = tls_ca {
             settings = settings.tls_ca_pem(&pem)?;
         }
