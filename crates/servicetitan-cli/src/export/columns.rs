@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::rows::Leaf;
+
 /// The type of a column, for Parquet (CSV writes text whatever the type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
@@ -237,17 +239,20 @@ pub fn walk_until(
     }
 }
 
-/// A leaf as CSV text: strings as they are, arrays as JSON text, null as empty.
-pub fn cell_text(value: &Value, out: &mut String) {
+/// A leaf as CSV text: strings as they are, arrays (and objects held whole) as JSON text,
+/// null as empty.
+pub fn cell_text(value: &Leaf<'_>, out: &mut String) {
     use std::fmt::Write;
     match value {
-        Value::Null => {}
-        Value::String(s) => out.push_str(s),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
+        Leaf::Null => {}
+        Leaf::Text(s) => out.push_str(s),
+        Leaf::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Leaf::Number(n) => {
             let _ = write!(out, "{n}");
         }
-        other => out.push_str(&other.to_string()),
+        Leaf::Json(other) => {
+            let _ = write!(out, "{other}");
+        }
     }
 }
 

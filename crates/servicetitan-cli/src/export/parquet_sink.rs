@@ -11,11 +11,11 @@ use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Ty
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
-use serde_json::Value;
 
 use super::columns::{cell_text, ColumnType, Columns};
-use super::formats::{parse, Layout, Sink};
+use super::formats::{Layout, Sink};
 use super::output::Destination;
+use super::rows::Leaf;
 
 /// Rows per row group.
 const ROW_GROUP: usize = 65_536;
@@ -46,21 +46,25 @@ impl ColumnBuffer {
     }
 
     /// Adds a value; one that does not fit the column's type is null (and counted).
-    fn push(&mut self, value: &Value, mismatches: &mut u64) {
+    fn push(&mut self, value: &Leaf<'_>, mismatches: &mut u64) {
         let fits = match (&mut self.values, value) {
-            (_, Value::Null) => false,
+            (_, Leaf::Null) => false,
+            (Values::Text(v), Leaf::Text(text)) => {
+                v.push(ByteArray::from(text.as_bytes().to_vec()));
+                true
+            }
             (Values::Text(v), value) => {
                 let mut text = String::new();
                 cell_text(value, &mut text);
                 v.push(ByteArray::from(text.into_bytes()));
                 true
             }
-            (Values::Integer(v), Value::String(text)) if self.timestamps => {
+            (Values::Integer(v), Leaf::Text(text)) if self.timestamps => {
                 parse_rfc3339_millis(text).map(|ms| v.push(ms)).is_some()
             }
-            (Values::Integer(v), Value::Number(n)) if !self.timestamps => n.as_i64().map(|n| v.push(n)).is_some(),
-            (Values::Number(v), Value::Number(n)) => n.as_f64().map(|n| v.push(n)).is_some(),
-            (Values::Boolean(v), Value::Bool(b)) => {
+            (Values::Integer(v), Leaf::Number(n)) if !self.timestamps => n.as_i64().map(|n| v.push(n)).is_some(),
+            (Values::Number(v), Leaf::Number(n)) => n.as_f64().map(|n| v.push(n)).is_some(),
+            (Values::Boolean(v), Leaf::Bool(b)) => {
                 v.push(*b);
                 true
             }
@@ -240,22 +244,21 @@ impl ParquetSink {
 
 impl Sink for ParquetSink {
     fn write_page(&mut self, records: &[&str]) -> io::Result<()> {
-        let values = records.iter().map(|r| parse(r)).collect::<io::Result<Vec<Value>>>()?;
-        self.layout.columns_for(&values);
+        self.layout.fix_columns(records)?;
         self.start()?;
         if self.writer.is_none() {
             return Ok(());
         }
         let mut seen = vec![false; self.buffers.len()];
-        for value in &values {
+        for record in records {
             seen.iter_mut().for_each(|s| *s = false);
             let (buffers, mismatches) = (&mut self.buffers, &mut self.mismatches);
-            self.layout.cells(value, |at, leaf| {
+            self.layout.cells(record, |at, leaf| {
                 if !seen[at] {
                     seen[at] = true;
-                    buffers[at].push(leaf, mismatches);
+                    buffers[at].push(&leaf, mismatches);
                 }
-            });
+            })?;
             for (buffer, seen) in self.buffers.iter_mut().zip(&seen) {
                 if !seen {
                     buffer.push_null();
