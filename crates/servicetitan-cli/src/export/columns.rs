@@ -3,6 +3,7 @@
 //! the same on every run), else from the records of the first page.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
@@ -32,11 +33,34 @@ pub struct Column {
     pub column_type: ColumnType,
 }
 
+/// FNV-1a, for the dotted names looked up once per field of every record: they are short, and
+/// the table is fixed before any row, so a fast hash matters more than resistance to floods.
+#[derive(Debug, Clone, Copy)]
+pub struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> NameHasher {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// The columns of a stream and where each dotted name sits.
 #[derive(Debug, Clone, Default)]
 pub struct Columns {
     columns: Vec<Column>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildHasherDefault<NameHasher>>,
 }
 
 impl Columns {
