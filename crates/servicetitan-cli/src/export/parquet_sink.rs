@@ -6,6 +6,7 @@
 use std::io;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
@@ -21,7 +22,12 @@ use super::rows::Leaf;
 const ROW_GROUP: usize = 65_536;
 
 enum Values {
-    Text(Vec<ByteArray>),
+    /// The texts one after another, and where each ends: one allocation per row group instead
+    /// of one per value (each value becomes a slice of the whole when the group is written).
+    Text {
+        text: String,
+        ends: Vec<usize>,
+    },
     Integer(Vec<i64>),
     Number(Vec<f64>),
     Boolean(Vec<bool>),
@@ -37,7 +43,7 @@ struct ColumnBuffer {
 impl ColumnBuffer {
     fn new(column_type: ColumnType) -> ColumnBuffer {
         let values = match column_type {
-            ColumnType::String => Values::Text(Vec::new()),
+            ColumnType::String => Values::Text { text: String::new(), ends: Vec::new() },
             ColumnType::Integer | ColumnType::Timestamp => Values::Integer(Vec::new()),
             ColumnType::Number => Values::Number(Vec::new()),
             ColumnType::Boolean => Values::Boolean(Vec::new()),
@@ -49,14 +55,9 @@ impl ColumnBuffer {
     fn push(&mut self, value: &Leaf<'_>, mismatches: &mut u64) {
         let fits = match (&mut self.values, value) {
             (_, Leaf::Null) => false,
-            (Values::Text(v), Leaf::Text(text)) => {
-                v.push(ByteArray::from(text.as_bytes().to_vec()));
-                true
-            }
-            (Values::Text(v), value) => {
-                let mut text = String::new();
-                cell_text(value, &mut text);
-                v.push(ByteArray::from(text.into_bytes()));
+            (Values::Text { text, ends }, value) => {
+                cell_text(value, text);
+                ends.push(text.len());
                 true
             }
             (Values::Integer(v), Leaf::Text(text)) if self.timestamps => {
@@ -83,7 +84,10 @@ impl ColumnBuffer {
     fn clear(&mut self) {
         self.defined.clear();
         match &mut self.values {
-            Values::Text(v) => v.clear(),
+            Values::Text { text, ends } => {
+                text.clear();
+                ends.clear();
+            }
             Values::Integer(v) => v.clear(),
             Values::Number(v) => v.clear(),
             Values::Boolean(v) => v.clear(),
@@ -221,10 +225,19 @@ impl ParquetSink {
         let mut group = writer.next_row_group().map_err(to_io)?;
         let mut at = 0;
         while let Some(mut column) = group.next_column().map_err(to_io)? {
-            let buffer = &self.buffers[at];
+            let buffer = &mut self.buffers[at];
             let defined = Some(buffer.defined.as_slice());
-            match &buffer.values {
-                Values::Text(v) => column.typed::<ByteArrayType>().write_batch(v, defined, None),
+            match &mut buffer.values {
+                Values::Text { text, ends } => {
+                    let capacity = text.capacity();
+                    let all = Bytes::from(std::mem::replace(text, String::with_capacity(capacity)).into_bytes());
+                    let starts = std::iter::once(0).chain(ends.iter().copied());
+                    let values: Vec<ByteArray> = starts
+                        .zip(ends.iter().copied())
+                        .map(|(start, end)| ByteArray::from(all.slice(start..end)))
+                        .collect();
+                    column.typed::<ByteArrayType>().write_batch(&values, defined, None)
+                }
                 Values::Integer(v) => column.typed::<Int64Type>().write_batch(v, defined, None),
                 Values::Number(v) => column.typed::<DoubleType>().write_batch(v, defined, None),
                 Values::Boolean(v) => column.typed::<BoolType>().write_batch(v, defined, None),
