@@ -17,6 +17,7 @@ mod formats;
 mod output;
 #[cfg(feature = "parquet")]
 mod parquet_sink;
+mod rows;
 mod state;
 
 use std::ops::Range;

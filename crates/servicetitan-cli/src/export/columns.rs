@@ -3,8 +3,11 @@
 //! the same on every run), else from the records of the first page.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
+
+use super::rows::Leaf;
 
 /// The type of a column, for Parquet (CSV writes text whatever the type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +33,34 @@ pub struct Column {
     pub column_type: ColumnType,
 }
 
+/// FNV-1a, for the dotted names looked up once per field of every record: they are short, and
+/// the table is fixed before any row, so a fast hash matters more than resistance to floods.
+#[derive(Debug, Clone, Copy)]
+pub struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> NameHasher {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// The columns of a stream and where each dotted name sits.
 #[derive(Debug, Clone, Default)]
 pub struct Columns {
     columns: Vec<Column>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildHasherDefault<NameHasher>>,
 }
 
 impl Columns {
@@ -237,17 +263,20 @@ pub fn walk_until(
     }
 }
 
-/// A leaf as CSV text: strings as they are, arrays as JSON text, null as empty.
-pub fn cell_text(value: &Value, out: &mut String) {
+/// A leaf as CSV text: strings as they are, arrays (and objects held whole) as JSON text,
+/// null as empty.
+pub fn cell_text(value: &Leaf<'_>, out: &mut String) {
     use std::fmt::Write;
     match value {
-        Value::Null => {}
-        Value::String(s) => out.push_str(s),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
+        Leaf::Null => {}
+        Leaf::Text(s) => out.push_str(s),
+        Leaf::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Leaf::Number(n) => {
             let _ = write!(out, "{n}");
         }
-        other => out.push_str(&other.to_string()),
+        Leaf::Json(other) => {
+            let _ = write!(out, "{other}");
+        }
     }
 }
 

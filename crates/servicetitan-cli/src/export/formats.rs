@@ -6,8 +6,9 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use super::columns::{cell_text, walk_until, Columns, TENANT_COLUMN};
+use super::columns::{cell_text, Columns, TENANT_COLUMN};
 use super::output::Destination;
+use super::rows::{walk_text, Leaf};
 
 /// A format's writer.
 pub trait Sink: Send {
@@ -85,26 +86,25 @@ pub struct Layout {
     columns: Option<Columns>,
     tenant: Option<i64>,
     left_out: BTreeSet<String>,
+    /// The dotted name being walked, reused from record to record.
+    prefix: String,
 }
 
 impl Layout {
     /// `columns` from the schema if known; `tenant` adds the `_tenant_id` column.
     pub fn new(columns: Option<Columns>, tenant: Option<i64>) -> Layout {
         let columns = columns.map(|c| if tenant.is_some() { c.with_tenant_column() } else { c });
-        Layout { columns, tenant, left_out: BTreeSet::new() }
+        Layout { columns, tenant, left_out: BTreeSet::new(), prefix: String::new() }
     }
 
-    /// The columns, fixed by the first page if the schema gave none.
-    pub fn columns_for(&mut self, page: &[Value]) -> &Columns {
-        let tenant = self.tenant;
-        self.columns.get_or_insert_with(|| {
-            let columns = Columns::from_records(page.iter());
-            if tenant.is_some() {
-                columns.with_tenant_column()
-            } else {
-                columns
-            }
-        })
+    /// Fixes the columns from the records of the first page if the schema gave none.
+    pub fn fix_columns(&mut self, page: &[&str]) -> io::Result<()> {
+        if self.columns.is_none() {
+            let values = page.iter().map(|r| parse(r)).collect::<io::Result<Vec<Value>>>()?;
+            let columns = Columns::from_records(values.iter());
+            self.columns = Some(if self.tenant.is_some() { columns.with_tenant_column() } else { columns });
+        }
+        Ok(())
     }
 
     /// The columns, if fixed.
@@ -112,22 +112,21 @@ impl Layout {
         self.columns.as_ref()
     }
 
-    /// Calls `cell` with each column position and value of a record.
-    pub fn cells(&mut self, record: &Value, mut cell: impl FnMut(usize, &Value)) {
+    /// Calls `cell` with each column position and value of a record (given as JSON text).
+    pub fn cells(&mut self, record: &str, mut cell: impl FnMut(usize, Leaf<'_>)) -> io::Result<()> {
         let columns = self.columns.as_ref().expect("columns fixed before rows");
         if let (Some(tenant), Some(at)) = (self.tenant, columns.position(TENANT_COLUMN)) {
-            cell(at, &Value::from(tenant));
+            cell(at, Leaf::Number(tenant.into()));
         }
         let left_out = &mut self.left_out;
-        let is_column = |name: &str| columns.position(name).is_some();
-        walk_until(record, &mut String::new(), &is_column, &mut |name, value| match columns.position(name) {
+        walk_text(record, columns, &mut self.prefix, &mut |name, position, value| match position {
             Some(at) => cell(at, value),
             None => {
                 if !value.is_null() && left_out.len() < 100 {
                     left_out.insert(name.to_string());
                 }
             }
-        });
+        })
     }
 
     /// Fields that had no column.
@@ -164,17 +163,20 @@ impl CsvSink {
 
 impl Sink for CsvSink {
     fn write_page(&mut self, records: &[&str]) -> io::Result<()> {
-        let values = records.iter().map(|r| parse(r)).collect::<io::Result<Vec<Value>>>()?;
-        self.layout.columns_for(&values);
+        self.layout.fix_columns(records)?;
         if !self.header_written {
             self.write_header()?;
         }
-        for value in &values {
+        for record in records {
             for cell in &mut self.row {
                 cell.clear();
             }
             let row = &mut self.row;
-            self.layout.cells(value, |at, leaf| cell_text(leaf, &mut row[at]));
+            self.layout.cells(record, |at, leaf| {
+                // A field named twice keeps its last value, as a parsed object would.
+                row[at].clear();
+                cell_text(&leaf, &mut row[at]);
+            })?;
             self.writer.write_record(self.row.iter())?;
         }
         Ok(())

@@ -6,22 +6,28 @@
 use std::io;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
-use serde_json::Value;
 
 use super::columns::{cell_text, ColumnType, Columns};
-use super::formats::{parse, Layout, Sink};
+use super::formats::{Layout, Sink};
 use super::output::Destination;
+use super::rows::Leaf;
 
 /// Rows per row group.
 const ROW_GROUP: usize = 65_536;
 
 enum Values {
-    Text(Vec<ByteArray>),
+    /// The texts one after another, and where each ends: one allocation per row group instead
+    /// of one per value (each value becomes a slice of the whole when the group is written).
+    Text {
+        text: String,
+        ends: Vec<usize>,
+    },
     Integer(Vec<i64>),
     Number(Vec<f64>),
     Boolean(Vec<bool>),
@@ -37,7 +43,7 @@ struct ColumnBuffer {
 impl ColumnBuffer {
     fn new(column_type: ColumnType) -> ColumnBuffer {
         let values = match column_type {
-            ColumnType::String => Values::Text(Vec::new()),
+            ColumnType::String => Values::Text { text: String::new(), ends: Vec::new() },
             ColumnType::Integer | ColumnType::Timestamp => Values::Integer(Vec::new()),
             ColumnType::Number => Values::Number(Vec::new()),
             ColumnType::Boolean => Values::Boolean(Vec::new()),
@@ -46,21 +52,20 @@ impl ColumnBuffer {
     }
 
     /// Adds a value; one that does not fit the column's type is null (and counted).
-    fn push(&mut self, value: &Value, mismatches: &mut u64) {
+    fn push(&mut self, value: &Leaf<'_>, mismatches: &mut u64) {
         let fits = match (&mut self.values, value) {
-            (_, Value::Null) => false,
-            (Values::Text(v), value) => {
-                let mut text = String::new();
-                cell_text(value, &mut text);
-                v.push(ByteArray::from(text.into_bytes()));
+            (_, Leaf::Null) => false,
+            (Values::Text { text, ends }, value) => {
+                cell_text(value, text);
+                ends.push(text.len());
                 true
             }
-            (Values::Integer(v), Value::String(text)) if self.timestamps => {
+            (Values::Integer(v), Leaf::Text(text)) if self.timestamps => {
                 parse_rfc3339_millis(text).map(|ms| v.push(ms)).is_some()
             }
-            (Values::Integer(v), Value::Number(n)) if !self.timestamps => n.as_i64().map(|n| v.push(n)).is_some(),
-            (Values::Number(v), Value::Number(n)) => n.as_f64().map(|n| v.push(n)).is_some(),
-            (Values::Boolean(v), Value::Bool(b)) => {
+            (Values::Integer(v), Leaf::Number(n)) if !self.timestamps => n.as_i64().map(|n| v.push(n)).is_some(),
+            (Values::Number(v), Leaf::Number(n)) => n.as_f64().map(|n| v.push(n)).is_some(),
+            (Values::Boolean(v), Leaf::Bool(b)) => {
                 v.push(*b);
                 true
             }
@@ -79,7 +84,10 @@ impl ColumnBuffer {
     fn clear(&mut self) {
         self.defined.clear();
         match &mut self.values {
-            Values::Text(v) => v.clear(),
+            Values::Text { text, ends } => {
+                text.clear();
+                ends.clear();
+            }
             Values::Integer(v) => v.clear(),
             Values::Number(v) => v.clear(),
             Values::Boolean(v) => v.clear(),
@@ -217,10 +225,19 @@ impl ParquetSink {
         let mut group = writer.next_row_group().map_err(to_io)?;
         let mut at = 0;
         while let Some(mut column) = group.next_column().map_err(to_io)? {
-            let buffer = &self.buffers[at];
+            let buffer = &mut self.buffers[at];
             let defined = Some(buffer.defined.as_slice());
-            match &buffer.values {
-                Values::Text(v) => column.typed::<ByteArrayType>().write_batch(v, defined, None),
+            match &mut buffer.values {
+                Values::Text { text, ends } => {
+                    let capacity = text.capacity();
+                    let all = Bytes::from(std::mem::replace(text, String::with_capacity(capacity)).into_bytes());
+                    let starts = std::iter::once(0).chain(ends.iter().copied());
+                    let values: Vec<ByteArray> = starts
+                        .zip(ends.iter().copied())
+                        .map(|(start, end)| ByteArray::from(all.slice(start..end)))
+                        .collect();
+                    column.typed::<ByteArrayType>().write_batch(&values, defined, None)
+                }
                 Values::Integer(v) => column.typed::<Int64Type>().write_batch(v, defined, None),
                 Values::Number(v) => column.typed::<DoubleType>().write_batch(v, defined, None),
                 Values::Boolean(v) => column.typed::<BoolType>().write_batch(v, defined, None),
@@ -240,22 +257,21 @@ impl ParquetSink {
 
 impl Sink for ParquetSink {
     fn write_page(&mut self, records: &[&str]) -> io::Result<()> {
-        let values = records.iter().map(|r| parse(r)).collect::<io::Result<Vec<Value>>>()?;
-        self.layout.columns_for(&values);
+        self.layout.fix_columns(records)?;
         self.start()?;
         if self.writer.is_none() {
             return Ok(());
         }
         let mut seen = vec![false; self.buffers.len()];
-        for value in &values {
+        for record in records {
             seen.iter_mut().for_each(|s| *s = false);
             let (buffers, mismatches) = (&mut self.buffers, &mut self.mismatches);
-            self.layout.cells(value, |at, leaf| {
+            self.layout.cells(record, |at, leaf| {
                 if !seen[at] {
                     seen[at] = true;
-                    buffers[at].push(leaf, mismatches);
+                    buffers[at].push(&leaf, mismatches);
                 }
-            });
+            })?;
             for (buffer, seen) in self.buffers.iter_mut().zip(&seen) {
                 if !seen {
                     buffer.push_null();
