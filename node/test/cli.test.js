@@ -67,10 +67,19 @@ test('--help on the command and each subcommand has examples', async () => {
   const top = await servicetitan(['--help'])
   assert.equal(top.code, 0, top.stderr)
   assert.match(top.stdout, /Examples:/)
-  for (const command of ['call', 'reports', 'report', 'sandbox', 'doctor', 'streams']) {
+  for (const command of ['export', 'call', 'reports', 'report', 'tap', 'sandbox', 'doctor', 'streams', 'completions']) {
     const r = await servicetitan([command, '--help'])
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stdout, /Examples:/, command)
+  }
+})
+
+test('completions for bash, zsh and fish', async () => {
+  for (const shell of ['bash', 'zsh', 'fish']) {
+    const r = await servicetitan(['completions', shell])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /servicetitan/, shell)
+    assert.match(r.stdout, /export/, shell)
   }
 })
 

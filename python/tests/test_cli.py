@@ -62,10 +62,17 @@ def test_the_console_script_is_installed_with_help_and_examples(sandbox: st.Sand
     result = servicetitan(sandbox, "--help")
     assert result.returncode == 0, result.stderr
     assert "Examples:" in result.stdout and "servicetitan export" in result.stdout
-    for command in ["call", "reports", "report", "sandbox", "doctor", "streams"]:
+    for command in ["export", "call", "reports", "report", "tap", "sandbox", "doctor", "streams", "completions"]:
         result = servicetitan(sandbox, command, "--help")
         assert result.returncode == 0, result.stderr
         assert "Examples:" in result.stdout, command
+
+
+def test_completions_for_each_shell(sandbox: st.Sandbox) -> None:
+    for shell in ["bash", "zsh", "fish"]:
+        result = servicetitan(sandbox, "completions", shell)
+        assert result.returncode == 0, result.stderr
+        assert "servicetitan" in result.stdout and "export" in result.stdout, shell
 
 
 def test_streams_lists_the_export_streams(sandbox: st.Sandbox) -> None:
