@@ -5,7 +5,7 @@
 //!
 //! `cargo bench -p servicetitan-benches --bench many_tenants`
 //!
-//! Environment: `TENANTS` (`1,10,100,1000`), `SECONDS` (per run, default 12: 4 of warm-up, then
+//! Environment: `TENANTS` (`1,10,100,1000`), `RUN_SECONDS` (per run, default 12: 4 of warm-up, then
 //! measured).
 //!
 //! The sandbox runs in a child process, so the CPU time and memory measured are the client's.
@@ -31,7 +31,7 @@ fn main() {
         Ok("run") => return run_process(),
         _ => {}
     }
-    let seconds: f64 = std::env::var("SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12.0);
+    let seconds: f64 = std::env::var("RUN_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12.0);
     let counts: Vec<usize> = std::env::var("TENANTS")
         .unwrap_or_else(|_| "1,10,100,1000".into())
         .split(',')

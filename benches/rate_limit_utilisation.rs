@@ -6,7 +6,7 @@
 //!
 //! `cargo bench -p servicetitan-benches --bench rate_limit_utilisation`
 //!
-//! Environment: `SECONDS` (per run, default 16: 4 of warm-up, then measured), `WORKERS` (80),
+//! Environment: `RUN_SECONDS` (per run, default 16: 4 of warm-up, then measured), `WORKERS` (80),
 //! `MODES` (`sliding,fixed`), `JITTERS` (`0,30,80,lt100,5-80`), `MARGINS` (`adaptive,100`),
 //! `PROCESSES` (`1,4`; 4 needs Redis: `REDIS_URL`, else a `redis-server` on PATH is started on a
 //! free port and stopped at the end).
@@ -83,7 +83,7 @@ fn main() {
     if std::env::var("BENCH_ROLE").as_deref() == Ok("worker") {
         return worker();
     }
-    let seconds: f64 = env("SECONDS", "16").parse().expect("SECONDS");
+    let seconds: f64 = env("RUN_SECONDS", "16").parse().expect("RUN_SECONDS");
     let workers: usize = env("WORKERS", "80").parse().expect("WORKERS");
     let modes: Vec<WindowMode> = list("MODES", "sliding,fixed")
         .iter()

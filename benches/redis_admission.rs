@@ -4,7 +4,7 @@
 //! Redis against the sandbox's strict limiter (60 per second), as a fraction of the limit.
 //!
 //! `cargo bench -p servicetitan-benches --bench redis_admission` (env: ST_TEST_REDIS_URL, else a
-//! redis-server of its own if one is installed; SECONDS=6.6 per run; PROCESSES=1,2,4,8;
+//! redis-server of its own if one is installed; RUN_SECONDS=6.6 per run (not SECONDS, which bash keeps for itself); PROCESSES=1,2,4,8;
 //! WAKE_ROUNDS=30).
 
 use std::process::{Child, Command, Stdio};
@@ -200,7 +200,7 @@ async fn token_wake(url: &str) {
 }
 
 fn throughput(url: &str) {
-    let seconds: f64 = std::env::var("SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(6.6);
+    let seconds: f64 = std::env::var("RUN_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(6.6);
     let counts: Vec<usize> = std::env::var("PROCESSES")
         .unwrap_or_else(|_| "1,2,4,8".into())
         .split(',')
