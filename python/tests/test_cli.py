@@ -164,6 +164,9 @@ def test_ctrl_c_stops_a_call_in_progress(sandbox: st.Sandbox) -> None:
         env=environment(sandbox),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # As a command typed at a terminal: a test run started in the background (CI, `&`)
+        # hands its children SIGINT ignored, and an ignored Ctrl-C is the shell's choice to keep.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 20
