@@ -14,7 +14,6 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use futures::{StreamExt, TryStreamExt};
@@ -280,7 +279,7 @@ impl Sync {
         let mut undescribed: BTreeSet<String> = BTreeSet::new();
         while let Some(page) = pages.try_next().await? {
             let ExportPage { data, continue_from, .. } = page;
-            let extracted = rfc3339_now();
+            let extracted = crate::log::now_rfc3339();
             let mut latest: Option<String> = None;
             let mut out = self.lock();
             for mut record in data {
@@ -322,31 +321,13 @@ impl Sync {
     }
 }
 
-/// Now as `2026-01-02T03:04:05.678Z`.
-fn rfc3339_now() -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let (secs, ms) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn time_extracted_is_rfc3339_utc() {
-        let now = rfc3339_now();
+        let now = crate::log::now_rfc3339();
         assert_eq!(now.len(), 24, "{now}");
         assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
         assert!(now.as_str() > "2025-01-01", "{now}");
