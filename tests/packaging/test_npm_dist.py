@@ -187,9 +187,6 @@ def test_without_the_platform_package_the_error_names_it(tmp_path: Path) -> None
 
 
 def test_npx_servicetitan_help(project: Path) -> None:
-    manifest = json.loads((ROOT / "node" / "package.json").read_text())
-    if "bin" not in manifest:
-        pytest.skip("the npm package has no command yet (package.json bin)")
     result = subprocess.run(
         [shutil.which("npx") or "npx", "--offline", "servicetitan", "--help"],
         cwd=project,
@@ -199,3 +196,13 @@ def test_npx_servicetitan_help(project: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Examples:" in result.stdout and "servicetitan call" in result.stdout, result.stdout
+    # The Singer name runners such as Meltano start: `servicetitan tap`.
+    result = subprocess.run(
+        [shutil.which("npx") or "npx", "--offline", "tap-servicetitan", "--about"],
+        cwd=project,
+        env=without_rust(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "discover" in json.loads(result.stdout)["capabilities"]
