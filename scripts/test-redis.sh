@@ -37,7 +37,14 @@ workdir=$(mktemp -d)
 pidfile="$workdir/redis.pid"
 stop() {
   if [ -f "$pidfile" ]; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    # redis-server logs its shutdown into $workdir: removing the directory before it has exited
+    # races with that last write.
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
   fi
   rm -rf "$workdir"
 }
