@@ -349,7 +349,8 @@ fn doctor_tells_credentials_from_the_app_key() {
 
 #[test]
 fn doctor_reports_a_wrong_clock_and_429s() {
-    // A server whose clock is two hours ahead, answering everything with 404.
+    // A server whose clock is three hours ahead, answering everything with 404 (not two: the
+    // `Date` header has whole seconds, so two hours can read as 7,199 s, shown as 120 min).
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -357,7 +358,7 @@ fn doctor_reports_a_wrong_clock_and_429s() {
             let Ok(mut stream) = stream else { continue };
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(7200));
+            let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3 * 3600));
             let _ = write!(
                 stream,
                 "HTTP/1.1 404 Not Found\r\nDate: {date}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -368,7 +369,7 @@ fn doctor_reports_a_wrong_clock_and_429s() {
     let output = run(h.cli().env("ST_AUTH_URL", &url).env("ST_API_URL", &url).arg("doctor"));
     let text = stdout(&output);
     let clock = text.lines().find(|l| l.contains("clock")).unwrap();
-    assert!(clock.starts_with("FAIL") && clock.contains("2.0 h behind"), "{clock}");
+    assert!(clock.starts_with("FAIL") && clock.contains("3.0 h behind"), "{clock}");
     assert_ne!(output.status.code(), Some(0));
 
     // The sandbox's 429s show in the budget check.
