@@ -103,7 +103,13 @@ where
             return e.exit_code();
         }
     };
-    match std::panic::catch_unwind(move || dispatch(cli)) {
+    // A panic is reported below as one line; the default hook would print its own lines (and a
+    // backtrace with RUST_BACKTRACE) first. The hook is the process's, so it is put back after.
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(move || dispatch(cli));
+    std::panic::set_hook(previous_hook);
+    match outcome {
         Ok(Ok(())) => exit::OK,
         Ok(Err(error)) => {
             let _ = writeln!(std::io::stderr(), "servicetitan: {}", error.message);
