@@ -291,7 +291,7 @@ fn unknown_flag(op: &Operation, flag: &str) -> CliError {
     let flags: Vec<String> = op.params.iter().map(flag_name).collect();
     let mut candidates: Vec<&str> = flags.iter().map(String::as_str).collect();
     candidates.extend(["body", "all", "output"]);
-    let hint = crate::streams::closest(flag, candidates.iter().copied())
+    let hint = servicetitan::operations::did_you_mean(flag, candidates.iter().copied())
         .map(|best| format!(" (did you mean --{best}?)"))
         .unwrap_or_default();
     let known = if flags.is_empty() {
@@ -528,8 +528,9 @@ fn list_operations(prefix: &str) -> CliResult {
         .collect();
     if chosen.is_empty() {
         let modules = operations::modules().iter().map(|m| m.python.as_str());
-        let hint =
-            crate::streams::closest(prefix, modules).map(|best| format!(" (did you mean {best}?)")).unwrap_or_default();
+        let hint = servicetitan::operations::did_you_mean(prefix, modules)
+            .map(|best| format!(" (did you mean {best}?)"))
+            .unwrap_or_default();
         return Err(CliError::configuration(format!(
             "--list {prefix}: no module or operation name starts so{hint}; modules: {}",
             operations::modules().iter().map(|m| m.python.as_str()).collect::<Vec<_>>().join(", ")

@@ -55,7 +55,7 @@ pub fn select(names: &[String]) -> CliResult<Vec<Stream>> {
                 }
             }
             None => {
-                let hint = closest(name, all.iter().map(|s| s.name.as_str()))
+                let hint = operations::did_you_mean(name, all.iter().map(|s| s.name.as_str()))
                     .map(|s| format!(" (did you mean {s}?)"))
                     .unwrap_or_default();
                 return Err(CliError::configuration(format!(
@@ -66,30 +66,6 @@ pub fn select(names: &[String]) -> CliResult<Vec<Stream>> {
         }
     }
     Ok(chosen)
-}
-
-pub(crate) fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    names
-        .map(|name| (strsim_distance(wanted, name), name))
-        .filter(|(d, name)| *d <= (name.len() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, name)| name)
-}
-
-/// Levenshtein distance, for did-you-mean hints.
-fn strsim_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
-        }
-    }
-    row[b.len()]
 }
 
 /// `servicetitan streams`.

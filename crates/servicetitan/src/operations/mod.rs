@@ -340,8 +340,9 @@ pub fn find(name: &str) -> Result<&'static Operation> {
 }
 
 /// The candidate closest to `wanted`, if one is close enough to be a likely typo. Case, `_`,
-/// `-` and `.` count for nothing, so `pageSize` finds `page_size`.
-pub(crate) fn did_you_mean<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+/// `-` and `.` count for nothing, so `pageSize` finds `page_size`. Every did-you-mean hint of
+/// the client and the command comes from here.
+pub fn did_you_mean<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let fold = |s: &str| -> Vec<char> {
         s.chars().filter(|c| !matches!(c, '_' | '-')).flat_map(char::to_lowercase).collect::<Vec<_>>()
     };
