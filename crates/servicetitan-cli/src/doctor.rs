@@ -242,6 +242,16 @@ async fn probe(tenant: &Tenant, op: &Operation) -> servicetitan::Result<()> {
     call.send_bytes().await.map(|_| ())
 }
 
+/// The token service gave the tenant's credentials a token.
+fn credentials_accepted(report: &mut Report, id: Option<i64>, environment: &str, client_id: &str) -> CliResult {
+    report.check(
+        "credentials",
+        id,
+        Status::Ok,
+        format!("the token service of the {environment} environment accepted client id {client_id:?}"),
+    )
+}
+
 async fn check_tenant(report: &mut Report, client: &Client, tenant: &Tenant, client_id: &str) -> CliResult {
     let id = Some(tenant.id());
     let environment = client.config().environment().name();
@@ -269,12 +279,7 @@ async fn check_tenant(report: &mut Report, client: &Client, tenant: &Tenant, cli
                 )?;
                 report.check("app key", id, Status::Warning, "not checked: no token to call the API with".into())?;
             } else {
-                report.check(
-                    "credentials",
-                    id,
-                    Status::Ok,
-                    format!("the token service of the {environment} environment accepted client id {client_id:?}"),
-                )?;
+                credentials_accepted(report, id, environment, client_id)?;
                 if e.message().contains("refused the app key") {
                     report.check("app key", id, Status::Refused, app_key_advice(e))?;
                 } else {
@@ -303,12 +308,7 @@ async fn check_tenant(report: &mut Report, client: &Client, tenant: &Tenant, cli
             );
         }
     }
-    report.check(
-        "credentials",
-        id,
-        Status::Ok,
-        format!("the token service of the {environment} environment accepted client id {client_id:?}"),
-    )?;
+    credentials_accepted(report, id, environment, client_id)?;
     report.check("app key", id, Status::Ok, "the API accepted the app key".into())?;
 
     let mut results: Vec<(&str, servicetitan::Result<()>)> = vec![(first_module, first)];
