@@ -188,23 +188,22 @@ def test_without_the_platform_package_the_error_names_it(tmp_path: Path) -> None
     assert f"servicetitan-{HOST}@{VERSION}" in result.stderr, result.stderr
 
 
-def test_npx_servicetitan_help(project: Path) -> None:
-    result = subprocess.run(
-        [shutil.which("npx") or "npx", "--offline", "servicetitan", "--help"],
+def npx(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A bin of the installed package, as a user runs it, without Rust on the PATH."""
+    return subprocess.run(
+        [shutil.which("npx") or "npx", "--offline", *args],
         cwd=project,
         env=without_rust(),
         capture_output=True,
         text=True,
     )
+
+
+def test_npx_servicetitan_help(project: Path) -> None:
+    result = npx(project, "servicetitan", "--help")
     assert result.returncode == 0, result.stderr
     assert "Examples:" in result.stdout and "servicetitan call" in result.stdout, result.stdout
     # The Singer name runners such as Meltano start: `servicetitan tap`.
-    result = subprocess.run(
-        [shutil.which("npx") or "npx", "--offline", "tap-servicetitan", "--about"],
-        cwd=project,
-        env=without_rust(),
-        capture_output=True,
-        text=True,
-    )
+    result = npx(project, "tap-servicetitan", "--about")
     assert result.returncode == 0, result.stderr
     assert "discover" in json.loads(result.stdout)["capabilities"]
